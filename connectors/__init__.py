@@ -1,0 +1,41 @@
+"""Platform connectors: normalised posts, the connector protocol, and one module per platform."""
+
+from connectors.base import (
+    AuthFailed,
+    Batch,
+    Capability,
+    Connector,
+    ConnectorError,
+    ConnectorUnavailable,
+    Cursor,
+    Media,
+    ModerationResult,
+    ModerationTarget,
+    NotSupported,
+    PayloadInvalid,
+    Post,
+    RateLimited,
+    Reject,
+    SourceContext,
+    SourceKind,
+)
+
+__all__ = [
+    "AuthFailed",
+    "Batch",
+    "Capability",
+    "Connector",
+    "ConnectorError",
+    "ConnectorUnavailable",
+    "Cursor",
+    "Media",
+    "ModerationResult",
+    "ModerationTarget",
+    "NotSupported",
+    "PayloadInvalid",
+    "Post",
+    "RateLimited",
+    "Reject",
+    "SourceContext",
+    "SourceKind",
+]

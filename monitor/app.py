@@ -1,0 +1,255 @@
+"""Builds the running parts from Settings: store, classifier, connectors, pollers, pipeline.
+
+``App`` only wires things together; ``run_once`` is `vigil run --once` and the demo's engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from actions.escalate import Mailer, OutboxMailer, SmtpMailer
+from actions.evidence import EvidenceWriter
+from actions.policy import PolicySettings
+from classifiers import Classifier, ClassifierOptions, build_classifier
+from classifiers.base import Roster, StaffMember
+from classifiers.taxonomy import Severity
+from connectors.base import Capability, Connector, SourceContext, SourceKind
+from monitor.config import Settings, SourceSettings
+from monitor.executor import Executor, ExecutorSettings
+from monitor.logging import get_logger
+from monitor.pipeline import Pipeline
+from monitor.poller import Poller, PollResult
+from monitor.registry import connector_class
+from monitor.retry import RetryPolicy
+from monitor.store import Store
+
+__all__ = ["App", "build_app", "dsl_recipients", "roster_from", "utcnow"]
+
+log = get_logger(__name__)
+DSL_ROLES = ("dsl", "deputy_dsl")
+
+
+def utcnow() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class App:
+    """The wired parts of one running Vigil."""
+
+    settings: Settings
+    store: Store
+    classifier: Classifier
+    pipeline: Pipeline
+    executor: Executor
+    pollers: dict[str, Poller] = field(default_factory=dict)
+    connectors: dict[int, Connector] = field(default_factory=dict)
+
+    @property
+    def capabilities(self) -> dict[int, frozenset[Capability]]:
+        """Moderation capabilities by source id, as the policy sees them."""
+        return self.pipeline.capabilities
+
+    async def poll_all(self) -> dict[str, PollResult]:
+        """Poll every source once, one after another."""
+        return {name: await poller.poll() for name, poller in self.pollers.items()}
+
+    async def run_once(self) -> dict[str, PollResult]:
+        """`vigil run --once`: poll every source once and drain every stage."""
+        results = await self.poll_all()
+        await self.pipeline.drain()
+        return results
+
+    async def close(self) -> None:
+        """Close connectors and the store."""
+        for connector in self.connectors.values():
+            await connector.aclose()
+        await self.store.close()
+
+
+def roster_from(settings: Settings) -> Roster:
+    """The classifiers' view of the school."""
+    school = settings.school
+    return Roster(
+        school_name=school.name,
+        school_aliases=school.aliases,
+        published_contacts=school.published_contacts,
+        staff=tuple(StaffMember(name=s.name, aliases=s.aliases, role=s.role) for s in school.staff),
+    )
+
+
+def dsl_recipients(settings: Settings) -> tuple[str, ...]:
+    """Who receives escalations: ``email.dsl`` plus roster DSLs with an email address."""
+    found = [*settings.email.dsl]
+    found += [s.email for s in settings.school.staff if s.role in DSL_ROLES and s.email]
+    return tuple(dict.fromkeys(found))
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """SMTP when a host is configured; otherwise ``.eml`` files in the outbox directory."""
+    email = settings.email
+    if not email.smtp_host:
+        return OutboxMailer(settings.under_state(email.outbox_dir))
+    return SmtpMailer(
+        host=email.smtp_host,
+        port=email.smtp_port,
+        username=email.username or None,
+        password=email.password.reveal() if email.password else None,
+        starttls=email.starttls,
+        use_tls=email.use_tls,
+        timeout=email.timeout,
+    )
+
+
+def policy_settings(settings: Settings) -> PolicySettings:
+    """The policy's settings from the [policy] section."""
+    p = settings.policy
+    return PolicySettings(
+        auto_hide_abusive_min_severity=Severity.parse(p.auto_hide_abusive_min_severity),
+        auto_hide_safeguarding_min_severity=Severity.parse(p.auto_hide_safeguarding_min_severity),
+        auto_hide_spam=p.auto_hide_spam,
+        escalate_min_severity=Severity.parse(p.escalate_min_severity),
+        response_due_hours=p.response_due_hours,
+    )
+
+
+def build_connector(source: SourceSettings) -> Connector:
+    """The connector for one configured source (raises ValueError or RegistryError)."""
+    context = SourceContext(
+        source_name=source.name,
+        kind=SourceKind(source.kind),
+        account=source.account,
+        search_terms=source.search_terms,
+        max_items_per_poll=source.max_items_per_poll,
+        options=dict(source.options),
+        secrets={k: v.reveal() for k, v in source.secrets.items()},
+    )
+    return connector_class(source.platform).from_context(context)
+
+
+async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> App:
+    """Open the store and build every part; the schema must be migrated already."""
+    store = Store.open(
+        settings.database_url(),
+        busy_timeout=settings.database.busy_timeout,
+        pool_size=settings.database.pool_size,
+        echo=settings.database.echo,
+    )
+    try:
+        return await _assemble(settings, store, clock)
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _assemble(settings: Settings, store: Store, clock: Callable[[], datetime]) -> App:
+    now = clock()
+    school_id = await store.ensure_school(settings.school.slug, settings.school.name, now)
+    classifier = _classifier(settings)
+    connectors: dict[int, Connector] = {}  # shared by the executor, the pipeline and the app
+    executor = Executor(
+        store=store,
+        connectors=connectors,
+        mailer=make_mailer(settings),
+        retry=_action_retry(settings),
+        clock=clock,
+        settings=_executor_settings(settings),
+    )
+    app = App(
+        settings=settings,
+        store=store,
+        classifier=classifier,
+        executor=executor,
+        pipeline=_pipeline(settings, store, classifier, executor, clock),
+        connectors=connectors,
+    )
+    for source in settings.sources:
+        if source.enabled:
+            await _add_source(app, school_id, source, clock)
+    return app
+
+
+def _classifier(settings: Settings) -> Classifier:
+    options = ClassifierOptions(
+        extra_lexicon_files=settings.classifier.lexicons,
+        suppress_rules=settings.classifier.suppress,
+        enabled_detectors=settings.classifier.detectors,
+    )
+    classifier = build_classifier(roster_from(settings), options)
+    log.info(
+        "classifier_ready",
+        enabled=list(classifier.enabled),
+        skipped=[f"{name}: {why}" for name, why in classifier.skipped],
+    )
+    return classifier
+
+
+def _pipeline(
+    settings: Settings,
+    store: Store,
+    classifier: Classifier,
+    executor: Executor,
+    clock: Callable[[], datetime],
+) -> Pipeline:
+    evidence = EvidenceWriter(
+        settings.under_state(settings.evidence.dir), font_path=settings.evidence.font_path
+    )
+    return Pipeline(
+        store=store,
+        classifier=classifier,
+        policy=policy_settings(settings),
+        evidence=evidence,
+        capabilities={},
+        school_name=settings.school.name,
+        clock=clock,
+        batch_size=settings.daemon.batch_size,
+        classify_timeout=settings.classifier.timeout,
+        act=executor.run_batch,
+    )
+
+
+def _executor_settings(settings: Settings) -> ExecutorSettings:
+    return ExecutorSettings(
+        school_name=settings.school.name,
+        dsl_recipients=dsl_recipients(settings),
+        admin_recipients=settings.email.admin,
+        sender=settings.email.sender,
+        message_domain=settings.email.message_domain,
+        base_url=settings.web.base_url,
+    )
+
+
+def _action_retry(settings: Settings) -> RetryPolicy:
+    p = settings.policy
+    return RetryPolicy(
+        base=p.action_retry_base, cap=p.action_retry_cap, max_attempts=p.action_max_attempts
+    )
+
+
+def poll_retry() -> RetryPolicy:
+    """Backoff between failed polls of one source (the source's interval still applies)."""
+    return RetryPolicy(base=60.0, cap=3600.0, max_attempts=None)
+
+
+async def _add_source(
+    app: App, school_id: int, source: SourceSettings, clock: Callable[[], datetime]
+) -> None:
+    connector = build_connector(source)
+    state = await app.store.ensure_source(
+        school_id, source.name, source.platform, source.kind, clock()
+    )
+    app.connectors[state.id] = connector
+    app.capabilities[state.id] = frozenset(connector.capabilities)
+    app.pollers[source.name] = Poller(
+        store=app.store,
+        connector=connector,
+        source_id=state.id,
+        budget=source.max_items_per_poll,
+        retry=poll_retry(),
+        clock=clock,
+        alert_admin=app.executor.alert_admin,
+        timeout=app.settings.daemon.poll_timeout,
+    )

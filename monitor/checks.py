@@ -1,0 +1,83 @@
+"""`vigil check` and `vigil sources`: validate beyond types, test credentials, show health."""
+
+from __future__ import annotations
+
+from monitor.app import build_connector, dsl_recipients, utcnow
+from monitor.config import Settings
+from monitor.registry import RegistryError, connector_class
+from monitor.store import Store
+
+__all__ = ["resume_source", "run_checks", "source_health", "static_problems"]
+
+
+def static_problems(settings: Settings) -> list[str]:
+    """Problems a valid TOML file can still have: unknown platforms, bad options, no DSL."""
+    where = settings.path
+    problems = []
+    if not dsl_recipients(settings):
+        problems.append(
+            f"{where}: email.dsl: no DSL address: set email.dsl or give a dsl staff member an email"
+        )
+    for source in settings.sources:
+        try:
+            connector_class(source.platform)
+        except RegistryError as err:
+            problems.append(f"{where}: sources.{source.name}.platform: {err}")
+            continue
+        try:
+            build_connector(source)
+        except ValueError as err:
+            problems.append(f"{where}: sources.{source.name}.{err}")
+    return problems
+
+
+async def run_checks(settings: Settings, *, offline: bool = False) -> tuple[list[str], list[str]]:
+    """Every problem (file: key: message) and a note per source that answered."""
+    problems = static_problems(settings)
+    notes: list[str] = []
+    if offline or problems:
+        return problems, notes
+    for source in settings.sources:
+        connector = build_connector(source)
+        try:
+            await connector.check()
+            notes.append(f"{settings.path}: sources.{source.name}: credentials OK")
+        except Exception as err:  # report every source, whatever went wrong
+            problems.append(
+                f"{settings.path}: sources.{source.name}: check failed: {type(err).__name__}: {err}"
+            )
+        finally:
+            await connector.aclose()
+    return problems, notes
+
+
+async def source_health(settings: Settings) -> list[str]:
+    """One line per stored source: last poll, last success, failures, pause; never content."""
+    store = Store.open(settings.database_url())
+    try:
+        states = await store.list_sources()
+    finally:
+        await store.close()
+    lines = []
+    for s in states:
+        when = s.last_success_at.isoformat(timespec="seconds") if s.last_success_at else "never"
+        pause = f" paused={s.pause_reason}" if s.pause_reason else ""
+        error = f" last_error={s.last_error!r}" if s.last_error else ""
+        lines.append(
+            f"{s.name} ({s.platform}/{s.kind}) last_success={when} "
+            f"failures={s.consecutive_failures} items={s.items_seen}{pause}{error}"
+        )
+    return lines
+
+
+async def resume_source(settings: Settings, name: str) -> bool:
+    """Lift the pause on source ``name``; False if it is unknown."""
+    store = Store.open(settings.database_url())
+    try:
+        for state in await store.list_sources():
+            if state.name == name:
+                await store.resume_source(state.id, "cli", utcnow())
+                return True
+        return False
+    finally:
+        await store.close()

@@ -1,0 +1,163 @@
+"""The daemon: opens the store, starts the scheduler and the supervised workers, drains on stop.
+
+Shutdown is an Event (STYLE rule 7): SIGTERM/SIGINT only set ``stop``. In-flight polls and
+the current pipeline batch get ``shutdown_grace`` seconds; anything cut off is still a row in
+its durable state and is resumed on the next start. systemd is told READY, STATUS, WATCHDOG
+and STOPPING when ``NOTIFY_SOCKET`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from datetime import datetime
+
+from monitor.app import App, build_app, utcnow
+from monitor.config import Settings
+from monitor.logging import get_logger
+from monitor.retry import RetryPolicy
+from monitor.scheduler import build_scheduler
+from monitor.sdnotify import Notifier
+from monitor.store import Store
+from monitor.store.migrate import head_revision
+from monitor.supervisor import Supervisor, wait_for_stop
+
+__all__ = ["Daemon", "SchemaOutOfDate"]
+
+log = get_logger(__name__)
+
+
+class SchemaOutOfDate(Exception):
+    """The database schema is not at this version's head: run `vigil db upgrade`."""
+
+
+async def check_schema(store: Store) -> None:
+    """Refuse to run on a database that has not been migrated to this version."""
+    current, head = await store.schema_revision(), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, this Vigil needs {head}: "
+            "run `vigil db upgrade`"
+        )
+
+
+class Daemon:
+    """Wires the app to the scheduler, the supervisor and systemd."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+
+    async def run(self, *, once: bool = False) -> int:
+        """Run until stopped (or, with ``once``, poll every source once and drain); exit status."""
+        app = await build_app(self.settings, clock=self.clock)
+        try:
+            await check_schema(app.store)
+            if (
+                app.store.sqlite
+            ):  # one process per SQLite database: any running action is ours, orphaned
+                await app.store.release_leases(self.clock())
+            if once:
+                results = await app.run_once()
+                log.info("run_once_finished", sources=len(results))
+                return 0
+            return await self._serve(app)
+        finally:
+            await app.close()
+
+    def request_stop(self) -> None:
+        """Ask the daemon to drain and exit (the signal handler calls only this)."""
+        self.stop.set()
+
+    async def _serve(self, app: App) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        inflight: set[asyncio.Task[object]] = set()
+        scheduler = build_scheduler(
+            app.store,
+            {n: (app.settings.source(n), p) for n, p in app.pollers.items()},
+            on_polled=self.wake.set,
+            now=self.clock(),
+            inflight=inflight,
+        )
+        supervisor = Supervisor(
+            stop=self.stop, policy=RetryPolicy(base=1.0, cap=60.0, max_attempts=None)
+        )
+        supervisor.add("pipeline", lambda: self._pipeline_loop(app))
+        supervisor.add("heartbeat", lambda: self._heartbeat(app))
+        scheduler.start()
+        self.notifier.ready()
+        log.info("daemon_ready", sources=len(app.pollers))
+        runner = asyncio.create_task(supervisor.run(), name="supervisor")
+        await self.stop.wait()
+        self.notifier.stopping()
+        log.info("daemon_stopping", grace=self.settings.daemon.shutdown_grace)
+        scheduler.pause()
+        await _drain_polls(inflight, self.settings.daemon.shutdown_grace)
+        scheduler.shutdown(wait=False)
+        await supervisor.shutdown(self.settings.daemon.shutdown_grace)
+        await runner
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("daemon_stopped")
+        return 1 if supervisor.gave_up else 0
+
+    async def _pipeline_loop(self, app: App) -> None:
+        """Work, or the next tick, or stop — whichever comes first."""
+        while not self.stop.is_set():
+            done = await app.pipeline.run_stages_once()
+            if done:
+                continue
+            self.wake.clear()
+            waker = asyncio.ensure_future(self.wake.wait())
+            try:
+                await wait_for_stop_or(self.stop, waker, self.settings.daemon.tick)
+            finally:
+                waker.cancel()
+
+    async def _heartbeat(self, app: App) -> None:
+        """systemd WATCHDOG pings and a STATUS line with the backlog."""
+        interval = min(self.notifier.watchdog_interval() or 30.0, 30.0)
+        while not self.stop.is_set():
+            self.notifier.watchdog()
+            counts = await app.store.pending_counts()
+            self.notifier.status(
+                f"classify={counts.get('classify', 0)} decide={counts.get('decide', 0)} "
+                f"evidence={counts.get('evidence', 0)} "
+                f"actions_due={counts.get('actions_approved', 0)}"
+            )
+            await wait_for_stop(self.stop, interval)
+
+
+async def wait_for_stop_or(
+    stop: asyncio.Event, other: asyncio.Future[object], timeout: float
+) -> None:
+    """Return when ``stop`` is set, ``other`` completes, or ``timeout`` passes."""
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({stopper, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+
+
+async def _drain_polls(inflight: set[asyncio.Task[object]], grace: float) -> None:
+    pending = {t for t in inflight if not t.done()}
+    if not pending:
+        return
+    _, late = await asyncio.wait(pending, timeout=grace)
+    for task in late:
+        log.warning("poll_cancelled_at_shutdown", task=task.get_name())
+        task.cancel()
+    if late:
+        await asyncio.wait(late, timeout=5.0)

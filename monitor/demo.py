@@ -1,0 +1,104 @@
+"""`vigil demo`: the whole pipeline on the bundled sample data, in a fresh state directory."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from monitor.config import Settings, parse_settings
+from monitor.daemon import Daemon
+from monitor.store import Store
+from monitor.store.migrate import upgrade
+
+__all__ = ["DEMO_MARKER", "demo_settings", "format_summary", "prepare_state_dir", "run_demo"]
+
+DEMO_MARKER = ".vigil-demo"
+
+
+def bundled(name: str) -> Path:
+    """A file shipped in ``monitor/demo``."""
+    return Path(str(files("monitor").joinpath("demo", name)))
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Empty a previous demo directory, or create a new one; never touch anything else."""
+    if state_dir.exists() and any(state_dir.iterdir()):
+        if not (state_dir / DEMO_MARKER).exists():
+            raise FileExistsError(f"{state_dir} is not empty and is not a Vigil demo directory")
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / DEMO_MARKER).write_text(
+        "created by `vigil demo`; safe to delete\n", encoding="utf-8"
+    )
+
+
+def demo_settings(state_dir: Path, posts: Path | None = None) -> Settings:
+    """The demo config with its state directory and replay file filled in."""
+    path = bundled("config.toml")
+    data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("daemon", {})["state_dir"] = str(state_dir)
+    for source in data["sources"]:
+        options = source.setdefault("options", {})
+        options["path"] = str(posts or bundled("posts.jsonl"))
+        options["moderation_log"] = str(state_dir / "platform-calls.jsonl")
+    return parse_settings(data, path=path)
+
+
+async def run_demo(state_dir: Path) -> dict[str, Any]:
+    """Migrate, replay every demo post through every stage, and return the store's summary."""
+    prepare_state_dir(state_dir)
+    settings = demo_settings(state_dir)
+    await upgrade(settings.database_url())
+    status = await Daemon(settings).run(once=True)
+    if status != 0:
+        raise RuntimeError(f"the demo run exited with status {status}")
+    store = Store.open(settings.database_url())
+    try:
+        summary = await store.summary()
+    finally:
+        await store.close()
+    outbox = settings.under_state(settings.email.outbox_dir)
+    summary["paths"] = {
+        "state_dir": str(state_dir),
+        "database": settings.database_url(),
+        "evidence": str(settings.under_state(settings.evidence.dir)),
+        "outbox": str(outbox),
+        "platform_calls": str(state_dir / "platform-calls.jsonl"),
+    }
+    summary["emails"] = sorted(p.name for p in outbox.glob("*.eml")) if outbox.exists() else []
+    return summary
+
+
+def _lines(title: str, counts: Mapping[str, int]) -> list[str]:
+    rows = [f"{title}:"]
+    rows += [f"  {key:<28} {value:>5}" for key, value in sorted(counts.items())] or ["  (none)"]
+    return rows
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The demo summary as the terminal shows it."""
+    flagged = summary["states"].get("flagged", 0)
+    out = [
+        "Vigil demo — Oakfield Primary School (fictional), bundled sample posts",
+        f"items: {summary['items']} ({summary['versions']} versions incl. edits, "
+        f"{summary['gone']} deleted "
+        f"by their authors); verdicts: {summary['verdicts']}; flagged now: {flagged}; "
+        f"cases: {summary['cases']}",
+        *_lines("flagged verdicts per flag", summary["flags"]),
+        *_lines(
+            f"flagged verdicts per taxonomy cell ({len(summary['cells'])} distinct cells)",
+            summary["cells"],
+        ),
+        *_lines("actions (kind:state)", summary["actions"]),
+        *_lines("escalations", summary["escalations"]),
+        f"evidence entries (hash-chained): {summary['evidence']}",
+        f"escalation emails written: {len(summary['emails'])}",
+        "",
+        "where things are:",
+    ]
+    out += [f"  {key:<15} {value}" for key, value in summary["paths"].items()]
+    return "\n".join(out)

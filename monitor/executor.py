@@ -1,0 +1,232 @@
+"""The act stage: run approved actions through the connector, the mailer or the review queue.
+
+Each action row was written (unique per item and kind) before it runs; running it is
+idempotent: an escalation email has a stable Message-ID and its own row that records it was
+sent, and hide/unhide/delete are idempotent on the platforms. Failures retry with backoff
+(``RetryPolicy``); when the attempts run out the action is ``gave_up`` and a human is alerted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from structlog.contextvars import bound_contextvars
+
+from actions.escalate import EscalationSubject, Mailer, render_escalation
+from actions.policy import ActionKind, escalation_routes
+from actions.states import ActionState
+from classifiers.taxonomy import Severity, Tag
+from connectors.base import Capability, Connector, ModerationTarget, NotSupported
+from monitor.alerts import render_admin_alert
+from monitor.logging import get_logger
+from monitor.pipeline import verdict_from_json
+from monitor.retry import RetryPolicy
+from monitor.store import ActionRecord, Store, WorkItem
+
+__all__ = ["Executor", "ExecutorSettings"]
+
+log = get_logger(__name__)
+_MODERATION = {
+    ActionKind.HIDE: Capability.HIDE,
+    ActionKind.UNHIDE: Capability.UNHIDE,
+    ActionKind.DELETE: Capability.DELETE,
+    ActionKind.REPORT: Capability.REPORT,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorSettings:
+    """What the executor needs from config."""
+
+    school_name: str
+    dsl_recipients: tuple[str, ...]
+    admin_recipients: tuple[str, ...]
+    sender: str
+    message_domain: str
+    base_url: str
+    batch_size: int = 20
+    action_timeout: float = 60.0
+
+
+@dataclass(kw_only=True)
+class Executor:
+    """Claims due actions and runs each one, recording every outcome."""
+
+    store: Store
+    connectors: Mapping[int, Connector]  # by source id
+    mailer: Mailer
+    settings: ExecutorSettings
+    retry: RetryPolicy
+    clock: Callable[[], datetime]
+
+    async def run_batch(self) -> int:
+        """Run one batch of due actions; returns how many were attempted."""
+        lease = timedelta(seconds=self.settings.action_timeout * 2 + 30)
+        actions = await self.store.claim_due_actions(
+            self.settings.batch_size, now=self.clock(), lease=lease
+        )
+        for action in actions:
+            with bound_contextvars(action_id=action.id, item_id=action.item_id):
+                await self._run(action)
+        return len(actions)
+
+    async def _run(self, action: ActionRecord) -> None:
+        try:
+            async with asyncio.timeout(self.settings.action_timeout):
+                result = await self._execute(action)
+        except NotSupported as err:
+            await self._give_up(action, f"not supported here: {err}")
+        except Exception as err:  # any failure is retried, then handed to a human
+            await self._failed(action, err)
+        else:
+            await self.store.finish_action(
+                action.id, ActionState.DONE, now=self.clock(), reason="completed", result=result
+            )
+            log.info("action_done", kind=action.kind, attempts=action.attempts)
+
+    async def _execute(self, action: ActionRecord) -> dict[str, Any]:
+        kind = ActionKind(action.kind)
+        if kind is ActionKind.REVIEW:
+            return {"reviewed": True}
+        item = await self.store.item(action.item_id)
+        if kind is ActionKind.ESCALATE:
+            return await self._escalate(action, item)
+        return await self._moderate(kind, item)
+
+    async def _moderate(self, kind: ActionKind, item: WorkItem) -> dict[str, Any]:
+        connector = self.connectors.get(item.source_id)
+        if connector is None:
+            raise RuntimeError(f"source {item.source_id} is not configured any more")
+        capability = _MODERATION[kind]
+        if capability not in connector.capabilities:
+            raise NotSupported(f"{connector.name} cannot {capability.value}")
+        target = ModerationTarget(
+            platform=item.platform,
+            external_id=item.external_id,
+            parent_id=item.parent_id,
+            thread_id=item.thread_id,
+            account=item.account,
+        )
+        result = await connector.moderate(capability, target)
+        if not result.supported:
+            raise NotSupported(result.detail or f"{connector.name} cannot {capability.value}")
+        if not result.done:
+            raise RuntimeError(result.detail or f"{capability.value} did not complete")
+        return {"platform_call": capability.value, "detail": result.detail}
+
+    async def _escalate(self, action: ActionRecord, item: WorkItem) -> dict[str, Any]:
+        verdict = await self.store.verdict_of(item)
+        routes = escalation_routes(verdict_from_json(verdict))
+        key = f"esc-{action.id}"
+        escalation = await self.store.ensure_escalation(
+            action,
+            recipients=self.settings.dsl_recipients,
+            routes=routes,
+            message_id=f"<{key}@{self.settings.message_domain}>",
+            now=self.clock(),
+        )
+        if escalation.state != "queued":
+            return {"escalation_id": escalation.id, "already": escalation.state}
+        message = render_escalation(
+            self._subject(key, action, item, verdict, routes),
+            sender=self.settings.sender,
+            recipients=escalation.recipients,
+            message_domain=self.settings.message_domain,
+            date=self.clock(),
+        )
+        await self.mailer.send(message)
+        await self.store.mark_escalation_sent(escalation.id, self.clock())
+        log.info(
+            "escalation_sent", escalation_id=escalation.id, recipients=len(escalation.recipients)
+        )
+        return {"escalation_id": escalation.id, "message_id": escalation.message_id}
+
+    def _subject(
+        self,
+        key: str,
+        action: ActionRecord,
+        item: WorkItem,
+        verdict: Mapping[str, Any],
+        routes: Sequence[str],
+    ) -> EscalationSubject:
+        reasons = tuple(
+            f"{r.get('detector')}: {r.get('flag') or '-'} / {r.get('cell') or '-'}"
+            for r in verdict["reasons"]
+        )
+        return EscalationSubject(
+            escalation_key=key,
+            school=self.settings.school_name,
+            platform=item.platform,
+            permalink=item.permalink,
+            author_handle=item.author_handle,
+            posted_at=item.posted_at,
+            text=item.text,
+            flags=tuple(verdict["flags"]),
+            cells=tuple(verdict["cells"]),
+            severity=Severity(int(verdict["severity"])).label,
+            reasons=reasons,
+            routes=tuple(routes) or ((action.route,) if action.route else ()),
+            child_imagery=Tag.CHILD_SEXUAL_IMAGERY.value in verdict["tags"],
+            case_url=f"{self.settings.base_url.rstrip('/')}/cases/{action.case_id}",
+        )
+
+    async def _failed(self, action: ActionRecord, error: Exception) -> None:
+        delay = self.retry.next_delay(action.attempts, error)
+        if delay is None:
+            await self._give_up(action, f"{type(error).__name__}: {error}")
+            return
+        now = self.clock()
+        await self.store.finish_action(
+            action.id,
+            ActionState.FAILED,
+            now=now,
+            reason="failed; will retry",
+            error=f"{type(error).__name__}: {error}",
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        log.warning(
+            "action_failed",
+            kind=action.kind,
+            attempts=action.attempts,
+            retry_in=round(delay, 1),
+            error=type(error).__name__,
+            exc_info=not isinstance(error, OSError | TimeoutError),
+        )
+
+    async def _give_up(self, action: ActionRecord, why: str) -> None:
+        now = self.clock()
+        await self.store.finish_action(
+            action.id, ActionState.FAILED, now=now, reason=why, error=why
+        )
+        await self.store.finish_action(action.id, ActionState.GAVE_UP, now=now, reason=why)
+        log.error("action_gave_up", kind=action.kind, attempts=action.attempts, reason=why)
+        await self.alert_admin(
+            key=f"gave-up-{action.id}",
+            subject=f"An action could not be completed (case {action.case_id})",
+            body=(
+                f"Vigil gave up on a {action.kind} action for case {action.case_id} after "
+                f"{action.attempts} attempt(s).\nReason: {why}\n\nPlease handle it by hand: "
+                f"{self.settings.base_url.rstrip('/')}/cases/{action.case_id}\n"
+            ),
+        )
+
+    async def alert_admin(self, *, key: str, subject: str, body: str) -> None:
+        """Email the admin contacts; a failure here is logged, never raised."""
+        recipients = self.settings.admin_recipients or self.settings.dsl_recipients
+        message = render_admin_alert(
+            key=key,
+            subject=subject,
+            body=body,
+            sender=self.settings.sender,
+            recipients=recipients,
+            message_domain=self.settings.message_domain,
+            now=self.clock(),
+        )
+        try:
+            await self.mailer.send(message)
+        except Exception as err:  # the alert is best effort; the log line and health view remain
+            log.error("admin_alert_failed", error=type(err).__name__)

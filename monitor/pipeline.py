@@ -1,0 +1,192 @@
+"""Pipeline stage workers: claim rows, call classifiers / policy / evidence, record results.
+
+Stages (DESIGN.md): ingest → classify → decide → capture evidence → act. Ingest is the poller
+(``monitor.poller``) and act is the executor (``monitor.executor``); this module owns the three
+item stages between them and ``drain``, which runs every stage until nothing is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from actions.evidence import EvidenceRecord, EvidenceSubject, EvidenceWriter
+from actions.policy import PolicySettings, decide, response_due
+from classifiers import Classifier
+from classifiers.base import Input, Verdict
+from classifiers.taxonomy import Cell, Flag, Severity, Tag
+from connectors.base import Capability, SourceKind
+from monitor.logging import get_logger
+from monitor.store import Stage, Store, WorkItem
+
+__all__ = ["Pipeline", "StageCounts", "verdict_from_json", "verdict_summary"]
+
+log = get_logger(__name__)
+Clock = Callable[[], datetime]
+
+
+@dataclass(kw_only=True)
+class StageCounts:
+    """Running totals of what the stages did (for the demo summary and status lines)."""
+
+    classified: int = 0
+    flagged: int = 0
+    decided: int = 0
+    evidenced: int = 0
+    actions: int = 0
+
+    def total(self) -> int:
+        """All work done."""
+        return self.classified + self.decided + self.evidenced + self.actions
+
+
+@dataclass(kw_only=True)
+class Pipeline:
+    """The item stages, wired to their collaborators; ``drain`` runs them all to quiescence."""
+
+    store: Store
+    classifier: Classifier
+    policy: PolicySettings
+    evidence: EvidenceWriter
+    capabilities: dict[int, frozenset[Capability]]  # by source id
+    school_name: str
+    clock: Clock
+    batch_size: int = 100
+    classify_timeout: float = 120.0
+    act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
+    counts: StageCounts = field(default_factory=StageCounts)
+
+    async def classify_batch(self) -> int:
+        """Classify one batch of new items (in a worker thread: spaCy is CPU-bound)."""
+        async with self.store.claim_items(Stage.CLASSIFY, self.batch_size) as claim:
+            if not claim.items:
+                return 0
+            inputs = [_input(item) for item in claim.items]
+            async with asyncio.timeout(self.classify_timeout):
+                verdicts = await asyncio.to_thread(self.classifier.classify_many, inputs)
+            now = self.clock()
+            for item, verdict in zip(claim.items, verdicts, strict=True):
+                await claim.record_verdict(item, verdict, now)
+                self.counts.flagged += verdict.flagged
+            self.counts.classified += len(claim.items)
+            log.info(
+                "items_classified", count=len(claim.items), flagged=sum(v.flagged for v in verdicts)
+            )
+            return len(claim.items)
+
+    async def decide_batch(self) -> int:
+        """Turn flagged verdicts into a case and proposed actions."""
+        async with self.store.claim_items(Stage.DECIDE, self.batch_size) as claim:
+            now = self.clock()
+            for item in claim.items:
+                verdict = verdict_from_json(await claim.verdict(item))
+                proposals = decide(
+                    verdict,
+                    source_kind=SourceKind(item.source_kind),
+                    capabilities=self.capabilities.get(item.source_id, frozenset()),
+                    settings=self.policy,
+                    now=now,
+                )
+                await claim.record_decision(
+                    item,
+                    severity=int(verdict.severity),
+                    proposals=proposals,
+                    response_due=response_due(now, self.policy),
+                    now=now,
+                )
+            self.counts.decided += len(claim.items)
+            return len(claim.items)
+
+    async def evidence_batch(self) -> int:
+        """Capture evidence of every flagged item version, before any hide or delete."""
+        async with self.store.claim_items(Stage.EVIDENCE, self.batch_size) as claim:
+            for item in claim.items:
+                verdict = await claim.verdict(item)
+                subject = self._subject(item, verdict, await claim.parent_text(item))
+                now = self.clock()
+                await claim.record_evidence(item, self._capturer(subject, now), now)
+            self.counts.evidenced += len(claim.items)
+            return len(claim.items)
+
+    def _capturer(
+        self, subject: EvidenceSubject, now: datetime
+    ) -> Callable[[str], Awaitable[EvidenceRecord]]:
+        async def capture(prev_hash: str) -> EvidenceRecord:
+            return await asyncio.to_thread(
+                self.evidence.capture, subject, captured_at=now, prev_hash=prev_hash
+            )
+
+        return capture
+
+    def _subject(
+        self, item: WorkItem, verdict: Mapping[str, Any], parent: str | None
+    ) -> EvidenceSubject:
+        child_imagery = Tag.CHILD_SEXUAL_IMAGERY.value in verdict["tags"]
+        return EvidenceSubject(
+            school=self.school_name,
+            platform=item.platform,
+            external_id=item.external_id,
+            version=item.version,
+            author_handle=item.author_handle,
+            author_name=item.author_name,
+            author_id=item.author_id,
+            text=item.text,
+            permalink=item.permalink,
+            created_at=item.posted_at,
+            parent_text=None if child_imagery else parent,
+            raw_json=item.raw,
+            verdict_summary=verdict_summary(verdict),
+            child_imagery=child_imagery,
+        )
+
+    async def run_stages_once(self) -> int:
+        """One batch of every stage, in order; returns how much work was done."""
+        done = await self.classify_batch()
+        done += await self.decide_batch()
+        done += await self.evidence_batch()
+        if self.act is not None:
+            done += await self.act()
+        return done
+
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Run every stage until no work is left (or ``stop`` is set); returns work done."""
+        total = 0
+        while stop is None or not stop.is_set():
+            done = await self.run_stages_once()
+            total += done
+            if done == 0:
+                break
+        return total
+
+
+def _input(item: WorkItem) -> Input:
+    return Input(
+        text=item.text,
+        source_kind=item.source_kind,
+        platform=item.platform,
+        author=item.author_handle,
+        url=item.permalink,
+        has_media=bool(item.media),
+    )
+
+
+def verdict_summary(verdict: Mapping[str, Any]) -> str:
+    """One line naming flags, cells and severity; never quotes the post."""
+    severity = Severity(int(verdict["severity"])).label
+    flags = ", ".join(verdict["flags"]) or "none"
+    cells = ", ".join(verdict["cells"]) or "none"
+    return f"flags: {flags}; cells: {cells}; severity: {severity}"
+
+
+def verdict_from_json(data: Mapping[str, Any]) -> Verdict:
+    """Rebuild the parts of a Verdict the policy needs from its stored JSON (reasons omitted)."""
+    return Verdict(
+        flags=frozenset(Flag(f) for f in data["flags"]),
+        cells=frozenset(Cell.parse(c) for c in data["cells"]),
+        severity=Severity(int(data["severity"])),
+        scores=dict(data.get("scores") or {}),
+        tags=frozenset(Tag(t) for t in data.get("tags") or ()),
+    )

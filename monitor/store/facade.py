@@ -1,0 +1,897 @@
+"""The Store facade: the only persistence API the rest of Vigil calls.
+
+Work is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite, writes in this
+process are serialised by a lock and every transaction is ``BEGIN IMMEDIATE``. Every hand-off is
+a row with a unique key, so a crash or a second process can never do the same work twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, exists, func, inspect, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from actions.states import ActionState, check_transition, initial_state
+from classifiers.base import Verdict
+from connectors.base import Post, require_utc
+from monitor.store import tables as t
+from monitor.store.convert import (
+    ActionRecord,
+    EscalationRecord,
+    SourceState,
+    WorkItem,
+    dumps,
+)
+from monitor.store.db import create_engine, is_sqlite, make_sessionmaker
+
+if TYPE_CHECKING:
+    from actions.evidence import EvidenceRecord
+    from actions.policy import ProposedAction
+
+__all__ = ["IngestCounts", "ItemClaim", "ItemState", "Stage", "Store", "StoreError"]
+
+POLICY_ACTOR = "policy"
+_NEEDS_EVIDENCE = ("hide", "delete")
+
+
+class StoreError(Exception):
+    """A store operation could not be completed."""
+
+
+class Stage(StrEnum):
+    """Which pipeline stage an item waits for."""
+
+    CLASSIFY = "classify"
+    DECIDE = "decide"
+    EVIDENCE = "evidence"
+    DONE = "done"
+
+
+class ItemState(StrEnum):
+    """An item's classification state (DESIGN.md, States)."""
+
+    NEW = "new"
+    CLEAN = "clean"
+    FLAGGED = "flagged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestCounts:
+    """What one poll changed."""
+
+    new: int = 0
+    edited: int = 0
+    unchanged: int = 0
+    gone: int = 0
+
+
+def content_hash(post: Post) -> str:
+    """Hash of what a reader sees (text and media); a change makes a new version."""
+    media = [{"url": m.url, "type": m.type} for m in post.media]
+    return hashlib.sha256(dumps({"text": post.text, "media": media}).encode()).hexdigest()
+
+
+class Store:
+    """Persistence for sources, items, verdicts, cases, actions, evidence, escalations, audit."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    def open(
+        cls, url: str, *, busy_timeout: float = 30.0, pool_size: int = 5, echo: bool = False
+    ) -> Store:
+        """Create a store on ``url`` (the schema must already be migrated: ``vigil db upgrade``)."""
+        return cls(create_engine(url, busy_timeout=busy_timeout, pool_size=pool_size, echo=echo))
+
+    async def close(self) -> None:
+        """Dispose of the connection pool."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; committed on success, rolled back on error."""
+        if self.sqlite:
+            async with self._write_lock, self._sessions() as session, session.begin():
+                yield session
+        else:
+            async with self._sessions() as session, session.begin():
+                yield session
+
+    async def schema_revision(self) -> str | None:
+        """The migration the database is at, or None before the first ``vigil db upgrade``."""
+        async with self.engine.connect() as conn:
+            has_table = await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
+            if not has_table:
+                return None
+            return await conn.scalar(text("SELECT version_num FROM alembic_version"))
+
+    # -- schools and sources -------------------------------------------------------------
+
+    async def ensure_school(self, slug: str, name: str, now: datetime) -> int:
+        """The id of the school ``slug``, creating it on first use."""
+        async with self.transaction() as s:
+            school = await s.scalar(select(t.School).where(t.School.slug == slug))
+            if school is None:
+                school = t.School(slug=slug, name=name, created_at=require_utc(now))
+                s.add(school)
+                await s.flush()
+            elif school.name != name:
+                school.name = name
+            return school.id
+
+    async def ensure_source(
+        self, school_id: int, name: str, platform: str, kind: str, now: datetime
+    ) -> SourceState:
+        """The stored state of source ``name``, creating it on first use."""
+        async with self.transaction() as s:
+            row = await s.scalar(
+                select(t.Source).where(t.Source.school_id == school_id, t.Source.name == name)
+            )
+            if row is None:
+                row = t.Source(
+                    school_id=school_id,
+                    name=name,
+                    platform=platform,
+                    kind=kind,
+                    consecutive_failures=0,
+                    items_seen=0,
+                    created_at=require_utc(now),
+                )
+                s.add(row)
+                await s.flush()
+            return SourceState.from_row(row)
+
+    async def source_state(self, source_id: int) -> SourceState:
+        """The current stored state of one source."""
+        async with self._sessions() as s:
+            row = await s.get(t.Source, source_id)
+            if row is None:
+                raise StoreError(f"no source with id {source_id}")
+            return SourceState.from_row(row)
+
+    async def list_sources(self, school_id: int | None = None) -> list[SourceState]:
+        """Every source (of one school, if given), for the health view."""
+        query = select(t.Source).order_by(t.Source.id)
+        if school_id is not None:
+            query = query.where(t.Source.school_id == school_id)
+        async with self._sessions() as s:
+            return [SourceState.from_row(r) for r in await s.scalars(query)]
+
+    @asynccontextmanager
+    async def source_lock(self, source_id: int) -> AsyncIterator[bool]:
+        """Hold the right to poll one source; yields False when another process holds it.
+
+        PostgreSQL: a session advisory lock on its own connection. SQLite has one process.
+        """
+        if self.sqlite:
+            yield True
+            return
+        async with self.engine.connect() as conn:
+            key = 7_800_000 + source_id
+            held = bool(await conn.scalar(select(func.pg_try_advisory_lock(key))))
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.scalar(select(func.pg_advisory_unlock(key)))
+                await conn.commit()
+
+    # -- ingest ------------------------------------------------------------------------
+
+    async def record_batch(
+        self,
+        source_id: int,
+        posts: Sequence[Post],
+        *,
+        gone: Sequence[str] = (),
+        cursor: str | None,
+        now: datetime,
+    ) -> IngestCounts:
+        """Upsert posts (edits become versions), mark gone ids, save the cursor: one transaction."""
+        now = require_utc(now)
+        async with self.transaction() as s:
+            source = await s.get(t.Source, source_id)
+            if source is None:
+                raise StoreError(f"no source with id {source_id}")
+            new, edited, unchanged = await _upsert_posts(s, source, posts, now)
+            gone_count = await _mark_gone(s, source, gone, now)
+            source.cursor = cursor
+            source.last_poll_at = source.last_success_at = now
+            source.last_error = source.failing_since = None
+            source.consecutive_failures = 0
+            source.items_seen += new
+            return IngestCounts(new=new, edited=edited, unchanged=unchanged, gone=gone_count)
+
+    async def record_poll_failure(
+        self,
+        source_id: int,
+        error: str,
+        *,
+        now: datetime,
+        paused_until: datetime | None = None,
+        pause_reason: str | None = None,
+    ) -> SourceState:
+        """Note a failed poll (and a pause, if any); returns the state *before* this failure."""
+        now = require_utc(now)
+        async with self.transaction() as s:
+            row = await s.get(t.Source, source_id)
+            if row is None:
+                raise StoreError(f"no source with id {source_id}")
+            before = SourceState.from_row(row)
+            row.last_poll_at = row.last_error_at = now
+            row.last_error = error[:2000]
+            row.failing_since = row.failing_since or now
+            row.consecutive_failures += 1
+            row.paused_until, row.pause_reason = paused_until, pause_reason
+            if pause_reason:
+                _audit(
+                    s,
+                    row.school_id,
+                    now,
+                    POLICY_ACTOR,
+                    "source_paused",
+                    "source",
+                    row.id,
+                    {"reason": pause_reason, "until": paused_until},
+                )
+            return before
+
+    async def mark_auth_alerted(self, source_id: int, now: datetime) -> None:
+        """Remember that the admin was told about this source's credentials."""
+        async with self.transaction() as s:
+            await s.execute(
+                update(t.Source).where(t.Source.id == source_id).values(auth_alerted_at=now)
+            )
+
+    async def resume_source(self, source_id: int, actor: str, now: datetime) -> None:
+        """Lift a pause (after new credentials were installed, say)."""
+        async with self.transaction() as s:
+            row = await s.get(t.Source, source_id)
+            if row is None:
+                raise StoreError(f"no source with id {source_id}")
+            row.paused_until = row.pause_reason = row.auth_alerted_at = None
+            _audit(s, row.school_id, now, actor, "source_resumed", "source", row.id, {})
+
+    async def quarantine(self, source_id: int, error: str, payload: str, now: datetime) -> int:
+        """Keep a payload that could not be parsed, with its error; returns its id."""
+        async with self.transaction() as s:
+            source = await s.get(t.Source, source_id)
+            if source is None:
+                raise StoreError(f"no source with id {source_id}")
+            row = t.Quarantine(
+                school_id=source.school_id,
+                source_id=source_id,
+                received_at=now,
+                error=error[:2000],
+                payload=payload,
+            )
+            s.add(row)
+            await s.flush()
+            return row.id
+
+    # -- item stages ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def claim_items(self, stage: Stage, limit: int) -> AsyncIterator[ItemClaim]:
+        """Claim up to ``limit`` items waiting for ``stage``; results commit together on exit."""
+        async with self.transaction() as s:
+            query = (
+                select(t.Item, t.ItemVersion)
+                .join(
+                    t.ItemVersion,
+                    and_(
+                        t.ItemVersion.item_id == t.Item.id, t.ItemVersion.version == t.Item.version
+                    ),
+                )
+                .where(t.Item.stage == stage.value)
+                .order_by(t.Item.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=t.Item)
+            )
+            rows = (await s.execute(query)).all()
+            yield ItemClaim(s, [WorkItem.from_rows(i, v) for i, v in rows])
+
+    async def pending_counts(self) -> dict[str, int]:
+        """How many items wait at each stage, and how many actions are due or running."""
+        async with self._sessions() as s:
+            rows = await s.execute(select(t.Item.stage, func.count()).group_by(t.Item.stage))
+            counts = {stage: n for stage, n in rows.all()}
+            acts = await s.execute(select(t.Action.state, func.count()).group_by(t.Action.state))
+            counts.update({f"actions_{state}": n for state, n in acts.all()})
+            return counts
+
+    # -- actions -------------------------------------------------------------------------
+
+    async def claim_due_actions(
+        self, limit: int, *, now: datetime, lease: timedelta
+    ) -> list[ActionRecord]:
+        """Move due actions to ``running`` under a lease and return them.
+
+        Due means: approved and not waiting for a retry time; failed with its retry time
+        reached; or running with an expired lease (the process running it died). Hide and
+        delete are due only once evidence of the item has been captured.
+        """
+        now = require_utc(now)
+        async with self.transaction() as s:
+            rows = list(await s.scalars(_due_actions_query(now).limit(limit)))
+            for row in rows:
+                reason = (
+                    "resumed after its lease expired"
+                    if row.state == ActionState.RUNNING
+                    else "started"
+                )
+                if row.state == ActionState.RUNNING:
+                    _transition(s, row, ActionState.APPROVED, POLICY_ACTOR, reason, now)
+                _transition(s, row, ActionState.RUNNING, POLICY_ACTOR, "started", now)
+                row.attempts += 1
+                row.lease_until = now + lease
+            return [ActionRecord.from_row(r) for r in rows]
+
+    async def finish_action(
+        self,
+        action_id: int,
+        state: ActionState,
+        *,
+        now: datetime,
+        reason: str,
+        actor: str = POLICY_ACTOR,
+        result: Any = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> ActionRecord:
+        """Record the outcome of a running action (done, failed with a retry time, gave_up)."""
+        async with self.transaction() as s:
+            row = await s.get(t.Action, action_id, with_for_update=True)
+            if row is None:
+                raise StoreError(f"no action with id {action_id}")
+            _transition(s, row, state, actor, reason, require_utc(now))
+            row.lease_until = None
+            row.next_attempt_at = next_attempt_at
+            row.last_error = error[:2000] if error else row.last_error
+            if result is not None:
+                row.result = dumps(result)
+            return ActionRecord.from_row(row)
+
+    async def decide_action(
+        self, action_id: int, approve: bool, *, actor: str, reason: str, now: datetime
+    ) -> ActionRecord:
+        """A moderator approves or rejects a proposed action."""
+        target = ActionState.APPROVED if approve else ActionState.REJECTED
+        return await self.finish_action(action_id, target, now=now, reason=reason, actor=actor)
+
+    async def release_leases(self, now: datetime) -> int:
+        """Make every running action claimable again (single-process SQLite start-up)."""
+        async with self.transaction() as s:
+            result = await s.execute(
+                update(t.Action)
+                .where(t.Action.state == ActionState.RUNNING.value)
+                .values(lease_until=now)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def action(self, action_id: int) -> ActionRecord:
+        """One action."""
+        async with self._sessions() as s:
+            row = await s.get(t.Action, action_id)
+            if row is None:
+                raise StoreError(f"no action with id {action_id}")
+            return ActionRecord.from_row(row)
+
+    async def item(self, item_id: int) -> WorkItem:
+        """One item at its current version."""
+        async with self._sessions() as s:
+            item = await s.get(t.Item, item_id)
+            if item is None:
+                raise StoreError(f"no item with id {item_id}")
+            version = await s.scalar(
+                select(t.ItemVersion).where(
+                    t.ItemVersion.item_id == item_id, t.ItemVersion.version == item.version
+                )
+            )
+            if version is None:
+                raise StoreError(f"item {item_id} has no version {item.version}")
+            return WorkItem.from_rows(item, version)
+
+    async def verdict_of(self, item: WorkItem) -> dict[str, Any]:
+        """The stored verdict of the item's current version."""
+        async with self._sessions() as s:
+            return await _verdict_json(s, item)
+
+    # -- escalations ---------------------------------------------------------------------
+
+    async def ensure_escalation(
+        self,
+        action: ActionRecord,
+        *,
+        recipients: Sequence[str],
+        routes: Sequence[str],
+        message_id: str,
+        now: datetime,
+    ) -> EscalationRecord:
+        """The escalation row for an escalate action, created once (unique per action)."""
+        async with self.transaction() as s:
+            row = await s.scalar(select(t.Escalation).where(t.Escalation.action_id == action.id))
+            if row is None:
+                row = t.Escalation(
+                    school_id=action.school_id,
+                    case_id=action.case_id,
+                    action_id=action.id,
+                    state="queued",
+                    recipients=dumps(list(recipients)),
+                    routes=dumps(list(routes)),
+                    message_id=message_id,
+                    queued_at=now,
+                )
+                s.add(row)
+                await s.flush()
+            return EscalationRecord.from_row(row)
+
+    async def mark_escalation_sent(self, escalation_id: int, now: datetime) -> None:
+        """Record that the escalation email went out."""
+        async with self.transaction() as s:
+            row = await s.get(t.Escalation, escalation_id)
+            if row is None:
+                raise StoreError(f"no escalation with id {escalation_id}")
+            if row.state == "queued":
+                row.state, row.sent_at = "sent", now
+                _audit(
+                    s,
+                    row.school_id,
+                    now,
+                    POLICY_ACTOR,
+                    "escalation_sent",
+                    "escalation",
+                    row.id,
+                    {"recipients": len(json.loads(row.recipients))},
+                )
+
+    # -- audit and summaries -------------------------------------------------------------
+
+    async def audit(
+        self,
+        *,
+        school_id: int | None,
+        actor: str,
+        event: str,
+        subject_type: str,
+        subject_id: int | None,
+        detail: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        """Append one entry to the audit log (never post text)."""
+        async with self.transaction() as s:
+            _audit(s, school_id, now, actor, event, subject_type, subject_id, detail)
+
+    async def summary(self) -> dict[str, Any]:
+        """Counts for the demo and health views: items, flags, cells, actions, escalations."""
+        async with self._sessions() as s:
+            items = await s.scalar(select(func.count()).select_from(t.Item)) or 0
+            versions = await s.scalar(select(func.count()).select_from(t.ItemVersion)) or 0
+            gone = await s.scalar(select(func.count()).where(t.Item.gone_at.is_not(None))) or 0
+            states = dict(
+                (await s.execute(select(t.Item.state, func.count()).group_by(t.Item.state))).all()
+            )
+            flags: dict[str, int] = {}
+            cells: dict[str, int] = {}
+            for flag_json, cell_json in (
+                await s.execute(select(t.VerdictRow.flags, t.VerdictRow.cells))
+            ).all():
+                for flag in json.loads(flag_json):
+                    flags[flag] = flags.get(flag, 0) + 1
+                for cell in json.loads(cell_json):
+                    cells[cell] = cells.get(cell, 0) + 1
+            actions = (
+                await s.execute(
+                    select(t.Action.kind, t.Action.state, func.count()).group_by(
+                        t.Action.kind, t.Action.state
+                    )
+                )
+            ).all()
+            escalations = dict(
+                (
+                    await s.execute(
+                        select(t.Escalation.state, func.count()).group_by(t.Escalation.state)
+                    )
+                ).all()
+            )
+            evidence = await s.scalar(select(func.count()).select_from(t.Evidence)) or 0
+            cases = await s.scalar(select(func.count()).select_from(t.Case)) or 0
+            verdicts = await s.scalar(select(func.count()).select_from(t.VerdictRow)) or 0
+        return {
+            "items": items,
+            "versions": versions,
+            "gone": gone,
+            "verdicts": verdicts,
+            "states": states,
+            "flags": flags,
+            "cells": cells,
+            "cases": cases,
+            "evidence": evidence,
+            "actions": {f"{k}:{st}": n for k, st, n in actions},
+            "escalations": escalations,
+        }
+
+
+class ItemClaim:
+    """Items claimed for one stage; record each result before the claim's transaction commits."""
+
+    def __init__(self, session: AsyncSession, items: list[WorkItem]) -> None:
+        self._s = session
+        self.items = items
+
+    async def _row(self, item: WorkItem) -> t.Item:
+        row = await self._s.get(t.Item, item.id)
+        if row is None:
+            raise StoreError(f"no item with id {item.id}")
+        return row
+
+    async def record_verdict(self, item: WorkItem, verdict: Verdict, now: datetime) -> None:
+        """Store the verdict of the item's current version and move it to decide (or done)."""
+        data = verdict.to_json()
+        self._s.add(
+            t.VerdictRow(
+                item_id=item.id,
+                version=item.version,
+                flags=dumps(data["flags"]),
+                cells=dumps(data["cells"]),
+                tags=dumps(data["tags"]),
+                severity=int(verdict.severity),
+                scores=dumps(data["scores"]),
+                reasons=dumps(data["reasons"]),
+                classified_at=now,
+            )
+        )
+        row = await self._row(item)
+        row.state = ItemState.FLAGGED if verdict.flagged else ItemState.CLEAN
+        row.stage = Stage.DECIDE if verdict.flagged else Stage.DONE
+        row.updated_at = now
+
+    async def record_decision(
+        self,
+        item: WorkItem,
+        *,
+        severity: int,
+        proposals: Sequence[ProposedAction],
+        response_due: datetime,
+        now: datetime,
+    ) -> int:
+        """Open (or reuse) the item's case and add each proposed action not already there."""
+        case = await self._s.scalar(select(t.Case).where(t.Case.item_id == item.id))
+        if case is None:
+            case = t.Case(
+                school_id=item.school_id,
+                item_id=item.id,
+                status="open",
+                severity=severity,
+                opened_at=now,
+                response_due_at=response_due,
+            )
+            self._s.add(case)
+            await self._s.flush()
+            _audit(
+                self._s,
+                item.school_id,
+                now,
+                POLICY_ACTOR,
+                "case_opened",
+                "case",
+                case.id,
+                {"item_id": item.id, "severity": severity},
+            )
+        else:
+            case.severity = max(case.severity, severity)
+            case.status, case.closed_at = "open", None
+        existing = set(
+            await self._s.scalars(select(t.Action.kind).where(t.Action.item_id == item.id))
+        )
+        for proposal in proposals:
+            if proposal.kind.value not in existing:
+                await self._add_action(item, case.id, proposal, now)
+        (await self._row(item)).stage = Stage.EVIDENCE
+        return case.id
+
+    async def _add_action(
+        self, item: WorkItem, case_id: int, proposal: ProposedAction, now: datetime
+    ) -> None:
+        state = initial_state(proposal.automatic)
+        row = t.Action(
+            school_id=item.school_id,
+            case_id=case_id,
+            item_id=item.id,
+            kind=proposal.kind.value,
+            state=state.value,
+            automatic=proposal.automatic,
+            route=proposal.route,
+            reason=proposal.reason,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        self._s.add(row)
+        await self._s.flush()
+        self._s.add(
+            t.ActionTransition(
+                action_id=row.id,
+                from_state=None,
+                to_state=state.value,
+                actor=POLICY_ACTOR,
+                reason=proposal.reason,
+                at=now,
+            )
+        )
+
+    async def verdict(self, item: WorkItem) -> dict[str, Any]:
+        """The stored verdict of the item's current version (the classify contract's JSON)."""
+        return await _verdict_json(self._s, item)
+
+    async def parent_text(self, item: WorkItem) -> str | None:
+        """The text of the post this one replies to, when we have it."""
+        if not item.parent_id:
+            return None
+        return await self._s.scalar(
+            select(t.ItemVersion.text)
+            .join(
+                t.Item,
+                and_(t.Item.id == t.ItemVersion.item_id, t.Item.version == t.ItemVersion.version),
+            )
+            .where(
+                t.Item.school_id == item.school_id,
+                t.Item.platform == item.platform,
+                t.Item.external_id == item.parent_id,
+            )
+        )
+
+    async def record_evidence(
+        self, item: WorkItem, capture: Callable[[str], Awaitable[EvidenceRecord]], now: datetime
+    ) -> None:
+        """Append the item's evidence to the school's hash chain and move it to done.
+
+        ``capture(prev_hash)`` writes the files and returns the record; it runs while this
+        transaction holds the chain, so entries can never interleave. Capturing the same
+        version twice is a no-op.
+        """
+        done = await self._s.scalar(
+            select(t.Evidence.id).where(
+                t.Evidence.item_id == item.id, t.Evidence.version == item.version
+            )
+        )
+        if done is None:
+            await _lock_chain(self._s, item.school_id)
+            last = (
+                await self._s.execute(
+                    select(t.Evidence.seq, t.Evidence.entry_hash)
+                    .where(t.Evidence.school_id == item.school_id)
+                    .order_by(t.Evidence.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, "0" * 64)
+            record = await capture(prev)
+            self._s.add(
+                t.Evidence(
+                    school_id=item.school_id,
+                    item_id=item.id,
+                    version=item.version,
+                    seq=seq,
+                    files=dumps([f.__dict__ for f in record.files]),
+                    meta=dumps(dict(record.metadata)),
+                    prev_hash=record.prev_hash,
+                    entry_hash=record.entry_hash,
+                    captured_at=record.captured_at,
+                )
+            )
+        (await self._row(item)).stage = Stage.DONE
+
+
+async def _verdict_json(session: AsyncSession, item: WorkItem) -> dict[str, Any]:
+    row = await session.scalar(
+        select(t.VerdictRow).where(
+            t.VerdictRow.item_id == item.id, t.VerdictRow.version == item.version
+        )
+    )
+    if row is None:
+        raise StoreError(f"item {item.id} version {item.version} has no verdict")
+    return {
+        "flags": json.loads(row.flags),
+        "cells": json.loads(row.cells),
+        "tags": json.loads(row.tags),
+        "severity": row.severity,
+        "scores": json.loads(row.scores),
+        "reasons": json.loads(row.reasons),
+    }
+
+
+async def _lock_chain(session: AsyncSession, school_id: int) -> None:
+    """Serialise appends to one school's evidence chain across processes (PostgreSQL)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(7_700_000 + school_id)))
+
+
+def _due_actions_query(now: datetime) -> Any:
+    evidence_ready = exists().where(t.Evidence.item_id == t.Action.item_id)
+    due = or_(
+        and_(
+            t.Action.state == ActionState.APPROVED.value,
+            or_(t.Action.next_attempt_at.is_(None), t.Action.next_attempt_at <= now),
+        ),
+        and_(t.Action.state == ActionState.FAILED.value, t.Action.next_attempt_at <= now),
+        and_(t.Action.state == ActionState.RUNNING.value, t.Action.lease_until <= now),
+    )
+    gate = or_(t.Action.kind.not_in(_NEEDS_EVIDENCE), evidence_ready)
+    return (
+        select(t.Action)
+        .where(due, gate)
+        .order_by(t.Action.id)
+        .with_for_update(skip_locked=True, of=t.Action)
+    )
+
+
+def _transition(
+    session: AsyncSession,
+    row: t.Action,
+    target: ActionState,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    source = ActionState(row.state)
+    check_transition(source, target)
+    row.state, row.updated_at = target.value, now
+    session.add(
+        t.ActionTransition(
+            action_id=row.id,
+            from_state=source.value,
+            to_state=target.value,
+            actor=actor,
+            reason=reason,
+            at=now,
+        )
+    )
+
+
+def _audit(
+    session: AsyncSession,
+    school_id: int | None,
+    now: datetime,
+    actor: str,
+    event: str,
+    subject_type: str,
+    subject_id: int | None,
+    detail: dict[str, Any],
+) -> None:
+    session.add(
+        t.AuditEntry(
+            school_id=school_id,
+            at=now,
+            actor=actor,
+            event=event,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            detail=dumps(detail),
+        )
+    )
+
+
+async def _upsert_posts(
+    session: AsyncSession, source: t.Source, posts: Iterable[Post], now: datetime
+) -> tuple[int, int, int]:
+    posts = list({(p.platform, p.external_id): p for p in posts}.values())  # last copy wins
+    existing: dict[tuple[str, str], t.Item] = {}
+    for platform in {p.platform for p in posts}:
+        ids = [p.external_id for p in posts if p.platform == platform]
+        for start in range(0, len(ids), 500):
+            rows = await session.scalars(
+                select(t.Item).where(
+                    t.Item.school_id == source.school_id,
+                    t.Item.platform == platform,
+                    t.Item.external_id.in_(ids[start : start + 500]),
+                )
+            )
+            existing.update({(r.platform, r.external_id): r for r in rows})
+    new = edited = unchanged = 0
+    for post in posts:
+        row = existing.get((post.platform, post.external_id))
+        if row is None:
+            await _insert_item(session, source, post, now)
+            new += 1
+        elif await _maybe_new_version(session, row, post, now):
+            edited += 1
+        else:
+            unchanged += 1
+    return new, edited, unchanged
+
+
+async def _insert_item(session: AsyncSession, source: t.Source, post: Post, now: datetime) -> None:
+    row = t.Item(
+        school_id=source.school_id,
+        source_id=source.id,
+        platform=post.platform,
+        external_id=post.external_id,
+        source_kind=post.source_kind.value,
+        account=post.account,
+        parent_id=post.parent_id,
+        thread_id=post.thread_id,
+        author_id=post.author_id,
+        author_handle=post.author_handle,
+        author_name=post.author_name,
+        permalink=post.permalink,
+        posted_at=post.created_at,
+        first_seen_at=now,
+        last_seen_at=now,
+        version=1,
+        state=ItemState.NEW.value,
+        stage=Stage.CLASSIFY.value,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    session.add(_version_row(row.id, 1, post, now))
+
+
+def _version_row(item_id: int, version: int, post: Post, now: datetime) -> t.ItemVersion:
+    return t.ItemVersion(
+        item_id=item_id,
+        version=version,
+        text=post.text,
+        media=dumps([{"url": m.url, "type": m.type} for m in post.media]),
+        raw=post.raw_json(),
+        content_hash=content_hash(post),
+        platform_updated_at=post.updated_at,
+        fetched_at=now,
+    )
+
+
+async def _maybe_new_version(session: AsyncSession, row: t.Item, post: Post, now: datetime) -> bool:
+    row.last_seen_at = now
+    current = await session.scalar(
+        select(t.ItemVersion.content_hash).where(
+            t.ItemVersion.item_id == row.id, t.ItemVersion.version == row.version
+        )
+    )
+    if current == content_hash(post):
+        return False
+    row.version += 1
+    session.add(_version_row(row.id, row.version, post, now))
+    row.state, row.stage, row.updated_at = ItemState.NEW.value, Stage.CLASSIFY.value, now
+    return True
+
+
+async def _mark_gone(
+    session: AsyncSession, source: t.Source, gone: Sequence[str], now: datetime
+) -> int:
+    count = 0
+    for external_id in gone:
+        rows = await session.scalars(
+            select(t.Item).where(
+                t.Item.school_id == source.school_id,
+                t.Item.source_id == source.id,
+                t.Item.external_id == external_id,
+                t.Item.gone_at.is_(None),
+            )
+        )
+        for row in rows:
+            row.gone_at, row.updated_at = now, now
+            _audit(session, source.school_id, now, POLICY_ACTOR, "item_gone", "item", row.id, {})
+            count += 1
+    return count
+
+
+def sqlite_url_for(path: str) -> str:
+    """The SQLAlchemy URL of a SQLite database file."""
+    return f"sqlite+aiosqlite:///{path}"
+
+
+__all__ += ["content_hash", "is_sqlite", "sqlite_url_for"]

@@ -1,0 +1,250 @@
+"""SQLAlchemy 2.0 typed table models. No behaviour: the Store facade owns all queries.
+
+Every row belongs to a school (``school_id``), so one installation can serve a whole trust.
+Datetimes are ``DateTime(timezone=True)``; SQLite hands back naive values, which ``convert``
+normalises to UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UTCDateTime = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class School(Base):
+    __tablename__ = "schools"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Source(Base):
+    __tablename__ = "sources"
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    platform: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))
+    cursor: Mapped[str | None] = mapped_column(Text)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    auth_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    items_seen: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("school_id", "platform", "external_id"),
+        Index("ix_items_stage_id", "stage", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    platform: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(300))
+    source_kind: Mapped[str] = mapped_column(String(10))
+    account: Mapped[str | None] = mapped_column(String(200))
+    parent_id: Mapped[str | None] = mapped_column(String(300))
+    thread_id: Mapped[str | None] = mapped_column(String(300))
+    author_id: Mapped[str | None] = mapped_column(String(300))
+    author_handle: Mapped[str | None] = mapped_column(String(300))
+    author_name: Mapped[str | None] = mapped_column(String(300))
+    permalink: Mapped[str | None] = mapped_column(Text)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))  # new | clean | flagged
+    stage: Mapped[str] = mapped_column(String(20))  # classify | decide | evidence | done
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ItemVersion(Base):
+    __tablename__ = "item_versions"
+    __table_args__ = (UniqueConstraint("item_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    media: Mapped[str] = mapped_column(Text)  # JSON list of {url, type}
+    raw: Mapped[str] = mapped_column(Text)  # the platform payload, canonical JSON
+    content_hash: Mapped[str] = mapped_column(String(64))
+    platform_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VerdictRow(Base):
+    __tablename__ = "verdicts"
+    __table_args__ = (UniqueConstraint("item_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    flags: Mapped[str] = mapped_column(Text)  # JSON lists from here on
+    cells: Mapped[str] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text)
+    severity: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[str] = mapped_column(Text)
+    classified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # open | closed
+    severity: Mapped[int] = mapped_column(Integer)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    response_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Action(Base):
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("item_id", "kind"),
+        Index("ix_actions_state_next", "state", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    automatic: Mapped[bool] = mapped_column(Boolean)
+    route: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActionTransition(Base):
+    __tablename__ = "action_transitions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("item_id", "version"), UniqueConstraint("school_id", "seq"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)  # position in the school's hash chain
+    files: Mapped[str] = mapped_column(Text)  # JSON list of {kind, relpath, sha256, size}
+    meta: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Escalation(Base):
+    __tablename__ = "escalations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # queued | sent | acknowledged
+    recipients: Mapped[str] = mapped_column(Text)  # JSON list
+    routes: Mapped[str] = mapped_column(Text)  # JSON list
+    message_id: Mapped[str] = mapped_column(String(300), unique=True)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Append-only: database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(60))
+    subject_type: Mapped[str] = mapped_column(String(30))
+    subject_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)  # JSON object; never post text
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20))  # admin | dsl | moderator | viewer
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserSchool(Base):
+    __tablename__ = "user_schools"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+
+
+class Quarantine(Base):
+    """Payloads a connector could not parse: kept with the error, never silently dropped."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)

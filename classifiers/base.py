@@ -121,7 +121,7 @@ class Verdict:
 
 
 class Detector(Protocol):
-    """One small component with one method; raises NotConfigured in ``__init__`` if it cannot run."""
+    """A small component with one method; raises NotConfigured in ``__init__`` if it can't run."""
 
     name: str
 

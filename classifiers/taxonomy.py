@@ -46,7 +46,9 @@ class Cell:
         try:
             return cls(Area(area), Type(kind))
         except ValueError:
-            raise ValueError(f"unknown taxonomy cell {name!r} (expected e.g. 'contact.sexual')") from None
+            raise ValueError(
+                f"unknown taxonomy cell {name!r} (expected e.g. 'contact.sexual')"
+            ) from None
 
 
 ALL_CELLS: tuple[Cell, ...] = tuple(Cell(a, t) for a in Area for t in Type)

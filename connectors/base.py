@@ -15,7 +15,7 @@ This module imports nothing of ours (see DESIGN.md, "Packages").
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -191,6 +191,7 @@ class SourceContext:
     max_items_per_poll: int = 500
     options: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:  # never show secrets
         return f"SourceContext(source_name={self.source_name!r}, kind={self.kind.value!r})"

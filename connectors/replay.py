@@ -7,7 +7,9 @@ Used by the demo and the tests. Each line is one event, in order:
 * ``{"op": "delete", "platform": ..., "external_id": ...}`` — the author removed it
 
 The cursor is the number of lines already delivered; each fetch returns one page of
-``page_size`` lines. A line that cannot be parsed is returned as a ``Reject`` (the pipeline
+``page_size`` lines. With ``respect_times = true`` an event is delivered only once the clock
+has reached its ``at`` time, so a replay can play weeks of posts in simulated time.
+A line that cannot be parsed is returned as a ``Reject`` (the pipeline
 quarantines it) and replay carries on. Moderation calls are simulated: they succeed and are
 appended to ``moderation_log`` (a JSONL file) when one is configured.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -50,16 +52,23 @@ class ReplayConnector:
     )
 
     def __init__(
-        self, *, path: Path, page_size: int, kind: SourceKind, moderation_log: Path | None = None
+        self,
+        *,
+        path: Path,
+        page_size: int,
+        kind: SourceKind,
+        moderation_log: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.path = path
         self.page_size = page_size
+        self.clock = clock  # when set, events are delivered only once their ``at`` has passed
         self.kind = kind
         self.moderation_log = moderation_log
 
     @classmethod
     def from_context(cls, context: SourceContext) -> ReplayConnector:
-        """Options: ``path`` (required), ``page_size`` (100), ``moderation_log`` (optional)."""
+        """Options: ``path`` (required), ``page_size``, ``moderation_log``, ``respect_times``."""
         path = context.options.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("options.path: the JSONL file to replay is required")
@@ -72,6 +81,7 @@ class ReplayConnector:
             page_size=page_size,
             kind=context.kind,
             moderation_log=Path(log) if isinstance(log, str) and log else None,
+            clock=context.clock if context.options.get("respect_times") else None,
         )
 
     async def check(self) -> None:
@@ -91,34 +101,45 @@ class ReplayConnector:
 
     def _fetch(self, offset: int) -> Batch:
         lines = self._lines()
-        end = min(len(lines), offset + self.page_size)
         known: dict[tuple[str, str], Post] = {}
-        posts: dict[tuple[str, str], Post] = {}
-        gone: list[str] = []
+        for number, line in enumerate(lines[:offset], start=1):
+            self._replay(line, number, known)
+        posts: dict[tuple[str, str], Post | None] = {}
         rejects: list[Reject] = []
-        for number, line in enumerate(lines[:end], start=1):
+        end = offset
+        now = self.clock() if self.clock else None
+        for number in range(offset + 1, min(len(lines), offset + self.page_size) + 1):
+            if now is not None and _not_yet(lines[number - 1], now):
+                break
             try:
-                event = _parse_line(line, number)
-                key = (str(event.get("platform")), str(event.get("external_id")))
-                post = self._apply(event, known.get(key), number)
+                key, post = self._replay(lines[number - 1], number, known)
             except PayloadInvalid as err:
-                if number > offset:
-                    rejects.append(Reject(error=str(err), payload=err.payload))
+                rejects.append(Reject(error=str(err), payload=err.payload))
+                end = number
                 continue
-            if post is None:
-                if number > offset:
-                    gone.append(key[1])
-                continue
-            known[key] = post
-            if number > offset:
-                posts[key] = post
+            if key in posts:  # a second event for one post ends the page, so each edit is a version
+                break
+            posts[key], end = post, number
         return Batch(
-            posts=tuple(posts.values()),
+            posts=tuple(p for p in posts.values() if p is not None),
+            gone=tuple(key[1] for key, p in posts.items() if p is None),
             cursor=Cursor(value=str(end)),
-            gone=tuple(gone),
             rejects=tuple(rejects),
             exhausted=end >= len(lines),
         )
+
+    def _replay(
+        self, line: str, number: int, known: dict[tuple[str, str], Post]
+    ) -> tuple[tuple[str, str], Post | None]:
+        """Apply one line to ``known``; returns the post's key and its state after the line."""
+        event = _parse_line(line, number)
+        key = (str(event["platform"]), str(event["external_id"]))
+        post = self._apply(event, known.get(key), number)
+        if post is None:
+            known.pop(key, None)
+        else:
+            known[key] = post
+        return key, post
 
     def _apply(self, event: Mapping[str, Any], previous: Post | None, number: int) -> Post | None:
         op = event.get("op")
@@ -152,6 +173,15 @@ class ReplayConnector:
         }
         with self.moderation_log.open("a", encoding="utf-8") as log:
             log.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def _not_yet(line: str, now: datetime) -> bool:
+    """True when the event on ``line`` happens after ``now`` (malformed lines are not held back)."""
+    try:
+        at = _time(_parse_line(line, 0), "at", 0)
+    except PayloadInvalid:
+        return False
+    return at is not None and at > now
 
 
 def _parse_line(line: str, number: int) -> dict[str, Any]:

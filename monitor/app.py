@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from actions.escalate import Mailer, OutboxMailer, SmtpMailer
 from actions.evidence import EvidenceWriter
@@ -24,11 +25,22 @@ from monitor.poller import Poller, PollResult
 from monitor.registry import connector_class
 from monitor.retry import RetryPolicy
 from monitor.store import Store
+from monitor.store.migrate import head_revision
 
-__all__ = ["App", "build_app", "dsl_recipients", "roster_from", "utcnow"]
+__all__ = [
+    "App",
+    "SchemaOutOfDate",
+    "build_app",
+    "check_schema",
+    "dsl_recipients",
+    "roster_from",
+    "utcnow",
+]
 
 log = get_logger(__name__)
 DSL_ROLES = ("dsl", "deputy_dsl")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
 def utcnow() -> datetime:
@@ -116,9 +128,10 @@ def policy_settings(settings: Settings) -> PolicySettings:
     )
 
 
-def build_connector(source: SourceSettings) -> Connector:
+def build_connector(source: SourceSettings, clock: Callable[[], datetime] = utcnow) -> Connector:
     """The connector for one configured source (raises ValueError or RegistryError)."""
     context = SourceContext(
+        clock=clock,
         source_name=source.name,
         kind=SourceKind(source.kind),
         account=source.account,
@@ -130,6 +143,20 @@ def build_connector(source: SourceSettings) -> Connector:
     return connector_class(source.platform).from_context(context)
 
 
+class SchemaOutOfDate(Exception):
+    """The database schema is not at this version's head: run `vigil db upgrade`."""
+
+
+async def check_schema(store: Store) -> None:
+    """Refuse to run on a database that has not been migrated to this version."""
+    current, head = await store.schema_revision(), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, this Vigil needs {head}: "
+            "run `vigil db upgrade`"
+        )
+
+
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> App:
     """Open the store and build every part; the schema must be migrated already."""
     store = Store.open(
@@ -139,6 +166,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcno
         echo=settings.database.echo,
     )
     try:
+        await check_schema(store)
         return await _assemble(settings, store, clock)
     except BaseException:
         await store.close()
@@ -187,6 +215,16 @@ def _classifier(settings: Settings) -> Classifier:
     return classifier
 
 
+def card_font(settings: Settings) -> Path | None:
+    """The evidence card font: the configured one, else DejaVu Sans when installed.
+
+    Pillow's built-in font draws many scripts as boxes; DejaVu covers far more of them.
+    """
+    if settings.evidence.font_path is not None:
+        return settings.evidence.font_path
+    return DEJAVU if DEJAVU.exists() else None
+
+
 def _pipeline(
     settings: Settings,
     store: Store,
@@ -195,7 +233,7 @@ def _pipeline(
     clock: Callable[[], datetime],
 ) -> Pipeline:
     evidence = EvidenceWriter(
-        settings.under_state(settings.evidence.dir), font_path=settings.evidence.font_path
+        settings.under_state(settings.evidence.dir), font_path=card_font(settings)
     )
     return Pipeline(
         store=store,
@@ -237,7 +275,7 @@ def poll_retry() -> RetryPolicy:
 async def _add_source(
     app: App, school_id: int, source: SourceSettings, clock: Callable[[], datetime]
 ) -> None:
-    connector = build_connector(source)
+    connector = build_connector(source, clock)
     state = await app.store.ensure_source(
         school_id, source.name, source.platform, source.kind, clock()
     )

@@ -48,7 +48,13 @@ def _parse(line: str, number: int) -> tuple[Any, Input]:
     for key, value in optional.items():
         if value is not None and not isinstance(value, str):
             raise ValueError(f'"{key}" must be a string')
-    return record["id"], Input(text=text, source_kind=source, **optional)
+    return record["id"], Input(
+        text=text,
+        source_kind=source,
+        platform=optional["platform"],
+        author=optional["author"],
+        url=optional["url"],
+    )
 
 
 def _batches(

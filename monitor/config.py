@@ -348,10 +348,12 @@ def _leaked_keys(data: Mapping[str, Any]) -> list[str]:
 
 
 def _source_label(data: Mapping[str, Any], index: int) -> str:
-    """Name a source in messages by its name (or platform) rather than its list index."""
+    """Name a source in messages as it will be named once valid: name, or "<platform>-<kind>"."""
     try:
         source = data["sources"][index]
-        label = source.get("name") or source.get("platform")
+        platform, kind = source.get("platform"), source.get("kind")
+        default = f"{platform}-{kind}" if platform and kind in ("own", "mention") else platform
+        label = source.get("name") or default
         return str(label) if label else str(index)
     except (KeyError, IndexError, TypeError, AttributeError):
         return str(index)

@@ -13,33 +13,17 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 
-from monitor.app import App, build_app, utcnow
+from monitor.app import App, SchemaOutOfDate, build_app, utcnow
 from monitor.config import Settings
 from monitor.logging import get_logger
 from monitor.retry import RetryPolicy
 from monitor.scheduler import build_scheduler
 from monitor.sdnotify import Notifier
-from monitor.store import Store
-from monitor.store.migrate import head_revision
 from monitor.supervisor import Supervisor, wait_for_stop
 
 __all__ = ["Daemon", "SchemaOutOfDate"]
 
 log = get_logger(__name__)
-
-
-class SchemaOutOfDate(Exception):
-    """The database schema is not at this version's head: run `vigil db upgrade`."""
-
-
-async def check_schema(store: Store) -> None:
-    """Refuse to run on a database that has not been migrated to this version."""
-    current, head = await store.schema_revision(), head_revision()
-    if current != head:
-        raise SchemaOutOfDate(
-            f"database schema is at {current or 'nothing'}, this Vigil needs {head}: "
-            "run `vigil db upgrade`"
-        )
 
 
 class Daemon:
@@ -62,7 +46,6 @@ class Daemon:
         """Run until stopped (or, with ``once``, poll every source once and drain); exit status."""
         app = await build_app(self.settings, clock=self.clock)
         try:
-            await check_schema(app.store)
             if (
                 app.store.sqlite
             ):  # one process per SQLite database: any running action is ours, orphaned
@@ -120,11 +103,7 @@ class Daemon:
             if done:
                 continue
             self.wake.clear()
-            waker = asyncio.ensure_future(self.wake.wait())
-            try:
-                await wait_for_stop_or(self.stop, waker, self.settings.daemon.tick)
-            finally:
-                waker.cancel()
+            await wait_for_either(self.stop, self.wake, self.settings.daemon.tick)
 
     async def _heartbeat(self, app: App) -> None:
         """systemd WATCHDOG pings and a STATUS line with the backlog."""
@@ -140,15 +119,14 @@ class Daemon:
             await wait_for_stop(self.stop, interval)
 
 
-async def wait_for_stop_or(
-    stop: asyncio.Event, other: asyncio.Future[object], timeout: float
-) -> None:
-    """Return when ``stop`` is set, ``other`` completes, or ``timeout`` passes."""
-    stopper = asyncio.ensure_future(stop.wait())
+async def wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:
+    """Return when either event is set or ``timeout`` passes."""
+    waiters = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
     try:
-        await asyncio.wait({stopper, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopper.cancel()
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _drain_polls(inflight: set[asyncio.Task[object]], grace: float) -> None:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from monitor.app import App, build_app
 from monitor.config import Settings, parse_settings
-from monitor.daemon import Daemon
-from monitor.store import Store
 from monitor.store.migrate import upgrade
 
 __all__ = ["DEMO_MARKER", "demo_settings", "format_summary", "prepare_state_dir", "run_demo"]
 
 DEMO_MARKER = ".vigil-demo"
+STEP = timedelta(hours=3)
 
 
 def bundled(name: str) -> Path:
@@ -48,19 +50,39 @@ def demo_settings(state_dir: Path, posts: Path | None = None) -> Settings:
     return parse_settings(data, path=path)
 
 
+class SimulatedClock:
+    """The demo's clock: starts at the first recorded post and is moved on by ``replay``."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def recorded_span(posts: Path) -> tuple[datetime, datetime]:
+    """The first and last ``at`` times in a replay file."""
+    times = [
+        datetime.fromisoformat(json.loads(line)["at"].replace("Z", "+00:00"))
+        for line in posts.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return min(times), max(times)
+
+
 async def run_demo(state_dir: Path) -> dict[str, Any]:
     """Migrate, replay every demo post through every stage, and return the store's summary."""
     prepare_state_dir(state_dir)
     settings = demo_settings(state_dir)
     await upgrade(settings.database_url())
-    status = await Daemon(settings).run(once=True)
-    if status != 0:
-        raise RuntimeError(f"the demo run exited with status {status}")
-    store = Store.open(settings.database_url())
+    first, last = recorded_span(bundled("posts.jsonl"))
+    clock = SimulatedClock(first)
+    app = await build_app(settings, clock=clock)
     try:
-        summary = await store.summary()
+        await replay(app, clock, until=last)
+        summary = await app.store.summary()
     finally:
-        await store.close()
+        await app.close()
     outbox = settings.under_state(settings.email.outbox_dir)
     summary["paths"] = {
         "state_dir": str(state_dir),
@@ -71,6 +93,21 @@ async def run_demo(state_dir: Path) -> dict[str, Any]:
     }
     summary["emails"] = sorted(p.name for p in outbox.glob("*.eml")) if outbox.exists() else []
     return summary
+
+
+async def replay(app: App, clock: SimulatedClock, *, until: datetime) -> int:
+    """Play the recorded weeks in ``STEP`` steps: poll, then drain every stage, each step.
+
+    The daemon interleaves polling and the pipeline the same way over time, so a post edited
+    after it was classified is classified again as a new version.
+    """
+    rounds = 0
+    while True:
+        await app.run_once()
+        rounds += 1
+        if clock.now > until:
+            return rounds
+        clock.now += STEP
 
 
 def _lines(title: str, counts: Mapping[str, int]) -> list[str]:

@@ -28,7 +28,12 @@ ROSTER: dict[str, Any] = {
     "published_contacts": ["01632 960123", "office@oakfield.example.sch.uk"],
     "staff": [
         {"name": "Sarah Whitfield", "aliases": ["Mrs Whitfield"], "role": "head"},
-        {"name": "Priya Shah", "aliases": ["Ms Shah"], "role": "dsl", "email": "dsl@oakfield.example.sch.uk"},
+        {
+            "name": "Priya Shah",
+            "aliases": ["Ms Shah"],
+            "role": "dsl",
+            "email": "dsl@oakfield.example.sch.uk",
+        },
         {"name": "David Hughes", "aliases": ["Mr Hughes"], "role": "teacher"},
     ],
 }
@@ -60,7 +65,10 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         data: dict[str, Any] = {
             "school": ROSTER,
             "daemon": {"state_dir": str(tmp_path / "state"), "tick": 0.05},
-            "email": {"sender": "vigil@oakfield.example.sch.uk", "admin": ["it@oakfield.example.sch.uk"]},
+            "email": {
+                "sender": "vigil@oakfield.example.sch.uk",
+                "admin": ["it@oakfield.example.sch.uk"],
+            },
         }
         for key, value in sections.items():
             data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value

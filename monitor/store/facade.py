@@ -8,13 +8,11 @@ a row with a unique key, so a crash or a second process can never do the same wo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, exists, func, inspect, or_, select, text, update
@@ -24,6 +22,7 @@ from actions.states import ActionState, check_transition, initial_state
 from classifiers.base import Verdict
 from connectors.base import Post, require_utc
 from monitor.store import tables as t
+from monitor.store.audit import add_audit
 from monitor.store.convert import (
     ActionRecord,
     EscalationRecord,
@@ -31,7 +30,8 @@ from monitor.store.convert import (
     WorkItem,
     dumps,
 )
-from monitor.store.db import create_engine, is_sqlite, make_sessionmaker
+from monitor.store.db import create_engine, make_sessionmaker
+from monitor.store.ingest import ItemState, Stage, mark_gone, upsert_posts
 
 if TYPE_CHECKING:
     from actions.evidence import EvidenceRecord
@@ -47,23 +47,6 @@ class StoreError(Exception):
     """A store operation could not be completed."""
 
 
-class Stage(StrEnum):
-    """Which pipeline stage an item waits for."""
-
-    CLASSIFY = "classify"
-    DECIDE = "decide"
-    EVIDENCE = "evidence"
-    DONE = "done"
-
-
-class ItemState(StrEnum):
-    """An item's classification state (DESIGN.md, States)."""
-
-    NEW = "new"
-    CLEAN = "clean"
-    FLAGGED = "flagged"
-
-
 @dataclass(frozen=True, kw_only=True)
 class IngestCounts:
     """What one poll changed."""
@@ -72,12 +55,6 @@ class IngestCounts:
     edited: int = 0
     unchanged: int = 0
     gone: int = 0
-
-
-def content_hash(post: Post) -> str:
-    """Hash of what a reader sees (text and media); a change makes a new version."""
-    media = [{"url": m.url, "type": m.type} for m in post.media]
-    return hashlib.sha256(dumps({"text": post.text, "media": media}).encode()).hexdigest()
 
 
 class Store:
@@ -116,7 +93,8 @@ class Store:
             has_table = await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
             if not has_table:
                 return None
-            return await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            return None if revision is None else str(revision)
 
     # -- schools and sources -------------------------------------------------------------
 
@@ -206,8 +184,8 @@ class Store:
             source = await s.get(t.Source, source_id)
             if source is None:
                 raise StoreError(f"no source with id {source_id}")
-            new, edited, unchanged = await _upsert_posts(s, source, posts, now)
-            gone_count = await _mark_gone(s, source, gone, now)
+            new, edited, unchanged = await upsert_posts(s, source, posts, now)
+            gone_count = await mark_gone(s, source, gone, now)
             source.cursor = cursor
             source.last_poll_at = source.last_success_at = now
             source.last_error = source.failing_since = None
@@ -237,7 +215,7 @@ class Store:
             row.consecutive_failures += 1
             row.paused_until, row.pause_reason = paused_until, pause_reason
             if pause_reason:
-                _audit(
+                add_audit(
                     s,
                     row.school_id,
                     now,
@@ -263,7 +241,7 @@ class Store:
             if row is None:
                 raise StoreError(f"no source with id {source_id}")
             row.paused_until = row.pause_reason = row.auth_alerted_at = None
-            _audit(s, row.school_id, now, actor, "source_resumed", "source", row.id, {})
+            add_audit(s, row.school_id, now, actor, "source_resumed", "source", row.id, {})
 
     async def quarantine(self, source_id: int, error: str, payload: str, now: datetime) -> int:
         """Keep a payload that could not be parsed, with its error; returns its id."""
@@ -447,7 +425,7 @@ class Store:
                 raise StoreError(f"no escalation with id {escalation_id}")
             if row.state == "queued":
                 row.state, row.sent_at = "sent", now
-                _audit(
+                add_audit(
                     s,
                     row.school_id,
                     now,
@@ -473,7 +451,7 @@ class Store:
     ) -> None:
         """Append one entry to the audit log (never post text)."""
         async with self.transaction() as s:
-            _audit(s, school_id, now, actor, event, subject_type, subject_id, detail)
+            add_audit(s, school_id, now, actor, event, subject_type, subject_id, detail)
 
     async def summary(self) -> dict[str, Any]:
         """Counts for the demo and health views: items, flags, cells, actions, escalations."""
@@ -581,7 +559,7 @@ class ItemClaim:
             )
             self._s.add(case)
             await self._s.flush()
-            _audit(
+            add_audit(
                 self._s,
                 item.school_id,
                 now,
@@ -716,7 +694,7 @@ async def _verdict_json(session: AsyncSession, item: WorkItem) -> dict[str, Any]
 
 async def _lock_chain(session: AsyncSession, school_id: int) -> None:
     """Serialise appends to one school's evidence chain across processes (PostgreSQL)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(7_700_000 + school_id)))
 
 
@@ -760,138 +738,3 @@ def _transition(
             at=now,
         )
     )
-
-
-def _audit(
-    session: AsyncSession,
-    school_id: int | None,
-    now: datetime,
-    actor: str,
-    event: str,
-    subject_type: str,
-    subject_id: int | None,
-    detail: dict[str, Any],
-) -> None:
-    session.add(
-        t.AuditEntry(
-            school_id=school_id,
-            at=now,
-            actor=actor,
-            event=event,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            detail=dumps(detail),
-        )
-    )
-
-
-async def _upsert_posts(
-    session: AsyncSession, source: t.Source, posts: Iterable[Post], now: datetime
-) -> tuple[int, int, int]:
-    posts = list({(p.platform, p.external_id): p for p in posts}.values())  # last copy wins
-    existing: dict[tuple[str, str], t.Item] = {}
-    for platform in {p.platform for p in posts}:
-        ids = [p.external_id for p in posts if p.platform == platform]
-        for start in range(0, len(ids), 500):
-            rows = await session.scalars(
-                select(t.Item).where(
-                    t.Item.school_id == source.school_id,
-                    t.Item.platform == platform,
-                    t.Item.external_id.in_(ids[start : start + 500]),
-                )
-            )
-            existing.update({(r.platform, r.external_id): r for r in rows})
-    new = edited = unchanged = 0
-    for post in posts:
-        row = existing.get((post.platform, post.external_id))
-        if row is None:
-            await _insert_item(session, source, post, now)
-            new += 1
-        elif await _maybe_new_version(session, row, post, now):
-            edited += 1
-        else:
-            unchanged += 1
-    return new, edited, unchanged
-
-
-async def _insert_item(session: AsyncSession, source: t.Source, post: Post, now: datetime) -> None:
-    row = t.Item(
-        school_id=source.school_id,
-        source_id=source.id,
-        platform=post.platform,
-        external_id=post.external_id,
-        source_kind=post.source_kind.value,
-        account=post.account,
-        parent_id=post.parent_id,
-        thread_id=post.thread_id,
-        author_id=post.author_id,
-        author_handle=post.author_handle,
-        author_name=post.author_name,
-        permalink=post.permalink,
-        posted_at=post.created_at,
-        first_seen_at=now,
-        last_seen_at=now,
-        version=1,
-        state=ItemState.NEW.value,
-        stage=Stage.CLASSIFY.value,
-        updated_at=now,
-    )
-    session.add(row)
-    await session.flush()
-    session.add(_version_row(row.id, 1, post, now))
-
-
-def _version_row(item_id: int, version: int, post: Post, now: datetime) -> t.ItemVersion:
-    return t.ItemVersion(
-        item_id=item_id,
-        version=version,
-        text=post.text,
-        media=dumps([{"url": m.url, "type": m.type} for m in post.media]),
-        raw=post.raw_json(),
-        content_hash=content_hash(post),
-        platform_updated_at=post.updated_at,
-        fetched_at=now,
-    )
-
-
-async def _maybe_new_version(session: AsyncSession, row: t.Item, post: Post, now: datetime) -> bool:
-    row.last_seen_at = now
-    current = await session.scalar(
-        select(t.ItemVersion.content_hash).where(
-            t.ItemVersion.item_id == row.id, t.ItemVersion.version == row.version
-        )
-    )
-    if current == content_hash(post):
-        return False
-    row.version += 1
-    session.add(_version_row(row.id, row.version, post, now))
-    row.state, row.stage, row.updated_at = ItemState.NEW.value, Stage.CLASSIFY.value, now
-    return True
-
-
-async def _mark_gone(
-    session: AsyncSession, source: t.Source, gone: Sequence[str], now: datetime
-) -> int:
-    count = 0
-    for external_id in gone:
-        rows = await session.scalars(
-            select(t.Item).where(
-                t.Item.school_id == source.school_id,
-                t.Item.source_id == source.id,
-                t.Item.external_id == external_id,
-                t.Item.gone_at.is_(None),
-            )
-        )
-        for row in rows:
-            row.gone_at, row.updated_at = now, now
-            _audit(session, source.school_id, now, POLICY_ACTOR, "item_gone", "item", row.id, {})
-            count += 1
-    return count
-
-
-def sqlite_url_for(path: str) -> str:
-    """The SQLAlchemy URL of a SQLite database file."""
-    return f"sqlite+aiosqlite:///{path}"
-
-
-__all__ += ["content_hash", "is_sqlite", "sqlite_url_for"]

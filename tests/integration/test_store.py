@@ -22,12 +22,22 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def post(n: int, text: str = "hello", **kw: object) -> Post:
-    return Post(platform="facebook", external_id=f"c{n}", text=text, created_at=T0,
-                source_kind=SourceKind.OWN, raw={"id": f"c{n}", "message": text}, **kw)  # type: ignore[arg-type]
+    return Post(
+        platform="facebook",
+        external_id=f"c{n}",
+        text=text,
+        created_at=T0,
+        source_kind=SourceKind.OWN,
+        raw={"id": f"c{n}", "message": text},
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-ABUSIVE = Verdict(flags=frozenset({Flag.ABUSIVE}), cells=frozenset({Cell.parse("conduct.aggressive")}),
-                  severity=Severity.HIGH)
+ABUSIVE = Verdict(
+    flags=frozenset({Flag.ABUSIVE}),
+    cells=frozenset({Cell.parse("conduct.aggressive")}),
+    severity=Severity.HIGH,
+)
 
 
 async def source_id(store: Store) -> int:
@@ -41,8 +51,9 @@ async def test_ingest_is_an_upsert_and_edits_become_versions(store: Store) -> No
     assert (counts.new, counts.edited) == (2, 0)
     again = await store.record_batch(sid, [post(1), post(2, "hello edited")], cursor="c2", now=T0)
     assert (again.new, again.edited, again.unchanged) == (0, 1, 1)
-    media = await store.record_batch(sid, [post(1, media=(Media(url="https://x/1.jpg", type="image"),))],
-                                     cursor="c3", now=T0)
+    media = await store.record_batch(
+        sid, [post(1, media=(Media(url="https://x/1.jpg", type="image"),))], cursor="c3", now=T0
+    )
     assert media.edited == 1  # a media change is an edit too
     state = await store.source_state(sid)
     assert state.cursor == "c3" and state.items_seen == 2
@@ -61,7 +72,13 @@ async def test_gone_items_are_marked_never_deleted(store: Store) -> None:
 
 async def test_naive_datetimes_are_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        Post(platform="x", external_id="1", text="", created_at=datetime(2026, 1, 1), source_kind=SourceKind.OWN)
+        Post(
+            platform="x",
+            external_id="1",
+            text="",
+            created_at=datetime(2026, 1, 1),
+            source_kind=SourceKind.OWN,
+        )
 
 
 async def test_stages_move_items_and_verdicts_are_unique(store: Store) -> None:
@@ -86,12 +103,18 @@ async def test_decisions_are_idempotent_per_item_and_kind(store: Store) -> None:
     await store.record_batch(sid, [post(1, "nasty")], cursor=None, now=T0)
     async with store.claim_items(Stage.CLASSIFY, 10) as claim:
         await claim.record_verdict(claim.items[0], ABUSIVE, T0)
-    proposals = [ProposedAction(kind=ActionKind.HIDE, automatic=True, reason="abusive"),
-                 ProposedAction(kind=ActionKind.REVIEW, automatic=False, reason="check")]
+    proposals = [
+        ProposedAction(kind=ActionKind.HIDE, automatic=True, reason="abusive"),
+        ProposedAction(kind=ActionKind.REVIEW, automatic=False, reason="check"),
+    ]
     async with store.claim_items(Stage.DECIDE, 10) as claim:
         item = claim.items[0]
-        first = await claim.record_decision(item, severity=3, proposals=proposals, response_due=T0, now=T0)
-        second = await claim.record_decision(item, severity=3, proposals=proposals, response_due=T0, now=T0)
+        first = await claim.record_decision(
+            item, severity=3, proposals=proposals, response_due=T0, now=T0
+        )
+        second = await claim.record_decision(
+            item, severity=3, proposals=proposals, response_due=T0, now=T0
+        )
     assert first == second
     summary = await store.summary()
     assert summary["actions"] == {"hide:approved": 1, "review:proposed": 1}
@@ -102,15 +125,21 @@ async def _flagged_item_with_actions(store: Store) -> int:
     await store.record_batch(sid, [post(1, "nasty")], cursor=None, now=T0)
     async with store.claim_items(Stage.CLASSIFY, 10) as claim:
         await claim.record_verdict(claim.items[0], ABUSIVE, T0)
-    proposals = [ProposedAction(kind=ActionKind.HIDE, automatic=True, reason="abusive"),
-                 ProposedAction(kind=ActionKind.ESCALATE, automatic=True, reason="dsl")]
+    proposals = [
+        ProposedAction(kind=ActionKind.HIDE, automatic=True, reason="abusive"),
+        ProposedAction(kind=ActionKind.ESCALATE, automatic=True, reason="dsl"),
+    ]
     async with store.claim_items(Stage.DECIDE, 10) as claim:
-        await claim.record_decision(claim.items[0], severity=3, proposals=proposals, response_due=T0, now=T0)
+        await claim.record_decision(
+            claim.items[0], severity=3, proposals=proposals, response_due=T0, now=T0
+        )
     return sid
 
 
 def fake_record(prev: str, n: int) -> EvidenceRecord:
-    return EvidenceRecord(files=(), prev_hash=prev, entry_hash=f"{n:064x}", captured_at=T0, metadata={})
+    return EvidenceRecord(
+        files=(), prev_hash=prev, entry_hash=f"{n:064x}", captured_at=T0, metadata={}
+    )
 
 
 async def test_hide_waits_for_evidence_and_leases_expire(store: Store) -> None:
@@ -120,6 +149,7 @@ async def test_hide_waits_for_evidence_and_leases_expire(store: Store) -> None:
     assert [a.kind for a in due] == ["escalate"]  # hide is not due: no evidence yet
     assert await store.claim_due_actions(10, now=T0, lease=lease) == []  # leased
     async with store.claim_items(Stage.EVIDENCE, 10) as claim:
+
         async def capture(prev: str) -> EvidenceRecord:
             return fake_record(prev, 1)
 
@@ -130,7 +160,9 @@ async def test_hide_waits_for_evidence_and_leases_expire(store: Store) -> None:
     resumed = await store.claim_due_actions(10, now=T0 + lease + timedelta(seconds=1), lease=lease)
     by_kind = {a.kind: a for a in resumed}
     assert set(by_kind) == {"escalate", "hide"} and by_kind["escalate"].attempts == 2
-    done = await store.finish_action(by_kind["escalate"].id, ActionState.DONE, now=T0, reason="sent")
+    done = await store.finish_action(
+        by_kind["escalate"].id, ActionState.DONE, now=T0, reason="sent"
+    )
     assert done.state == "done"
     with pytest.raises(InvalidTransition):
         await store.finish_action(done.id, ActionState.RUNNING, now=T0, reason="again")
@@ -148,18 +180,28 @@ async def test_evidence_chain_links_entries_in_order(store: Store) -> None:
     seen: list[str] = []
     async with store.claim_items(Stage.EVIDENCE, 10) as claim:
         for n, item in enumerate(claim.items, start=1):
+
             async def capture(prev: str, n: int = n) -> EvidenceRecord:
                 seen.append(prev)
                 return fake_record(prev, n)
 
             await claim.record_evidence(item, capture, T0)
-            await claim.record_evidence(item, capture, T0)  # a second capture of a version is a no-op
+            await claim.record_evidence(
+                item, capture, T0
+            )  # a second capture of a version is a no-op
     assert seen == ["0" * 64, f"{1:064x}"]
 
 
 async def test_audit_log_is_append_only(store: Store) -> None:
-    await store.audit(school_id=None, actor="test", event="hello", subject_type="none", subject_id=None,
-                      detail={}, now=T0)
+    await store.audit(
+        school_id=None,
+        actor="test",
+        event="hello",
+        subject_type="none",
+        subject_id=None,
+        detail={},
+        now=T0,
+    )
     for statement in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
         with pytest.raises(DBAPIError, match="append-only"):
             async with store.transaction() as s:
@@ -168,7 +210,9 @@ async def test_audit_log_is_append_only(store: Store) -> None:
 
 async def test_poll_failures_and_pauses_are_recorded(store: Store, clock: Clock) -> None:
     sid = await source_id(store)
-    before = await store.record_poll_failure(sid, "AuthFailed: expired", now=T0, pause_reason="auth_failed")
+    before = await store.record_poll_failure(
+        sid, "AuthFailed: expired", now=T0, pause_reason="auth_failed"
+    )
     assert before.failing_since is None
     state = await store.source_state(sid)
     assert state.pause_reason == "auth_failed" and state.consecutive_failures == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from actions.escalate import Mailer, OutboxMailer, SmtpMailer
@@ -17,7 +17,7 @@ from classifiers import Classifier, ClassifierOptions, build_classifier
 from classifiers.base import Roster, StaffMember
 from classifiers.taxonomy import Severity
 from connectors.base import Capability, Connector, SourceContext, SourceKind
-from monitor.config import Settings, SourceSettings
+from monitor.config import ConfigError, Settings, SourceSettings
 from monitor.executor import Executor, ExecutorSettings
 from monitor.logging import get_logger
 from monitor.pipeline import Pipeline
@@ -80,6 +80,18 @@ class App:
         for connector in self.connectors.values():
             await connector.aclose()
         await self.store.close()
+
+
+async def purge_expired(app: App, now: datetime) -> dict[str, int]:
+    """Apply the [retention] settings once."""
+    retention = app.settings.retention
+    counts = await app.store.purge_expired(
+        unflagged_before=now - timedelta(days=retention.unflagged_days),
+        quarantine_before=now - timedelta(days=retention.quarantine_days),
+        now=now,
+    )
+    log.info("retention_purged", **counts)
+    return counts
 
 
 def roster_from(settings: Settings) -> Roster:
@@ -176,7 +188,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = utcno
 async def _assemble(settings: Settings, store: Store, clock: Callable[[], datetime]) -> App:
     now = clock()
     school_id = await store.ensure_school(settings.school.slug, settings.school.name, now)
-    classifier = _classifier(settings)
+    classifier = build_classifier_for(settings)
     connectors: dict[int, Connector] = {}  # shared by the executor, the pipeline and the app
     executor = Executor(
         store=store,
@@ -184,14 +196,14 @@ async def _assemble(settings: Settings, store: Store, clock: Callable[[], dateti
         mailer=make_mailer(settings),
         retry=_action_retry(settings),
         clock=clock,
-        settings=_executor_settings(settings),
+        settings=_executor_settings(settings, school_id),
     )
     app = App(
         settings=settings,
         store=store,
         classifier=classifier,
         executor=executor,
-        pipeline=_pipeline(settings, store, classifier, executor, clock),
+        pipeline=_pipeline(settings, store, classifier, executor, clock, school_id),
         connectors=connectors,
     )
     for source in settings.sources:
@@ -200,13 +212,18 @@ async def _assemble(settings: Settings, store: Store, clock: Callable[[], dateti
     return app
 
 
-def _classifier(settings: Settings) -> Classifier:
+def build_classifier_for(settings: Settings) -> Classifier:
+    """The classifier the config asks for; ConfigError if a configured detector cannot run."""
     options = ClassifierOptions(
         extra_lexicon_files=settings.classifier.lexicons,
         suppress_rules=settings.classifier.suppress,
         enabled_detectors=settings.classifier.detectors,
     )
     classifier = build_classifier(roster_from(settings), options)
+    if classifier.skipped:  # a configured detector that cannot run is a config error, not a shrug
+        raise ConfigError(
+            [f"{settings.path}: classifier.{name}: {why}" for name, why in classifier.skipped]
+        )
     log.info(
         "classifier_ready",
         enabled=list(classifier.enabled),
@@ -231,6 +248,7 @@ def _pipeline(
     classifier: Classifier,
     executor: Executor,
     clock: Callable[[], datetime],
+    school_id: int,
 ) -> Pipeline:
     evidence = EvidenceWriter(
         settings.under_state(settings.evidence.dir), font_path=card_font(settings)
@@ -242,16 +260,19 @@ def _pipeline(
         evidence=evidence,
         capabilities={},
         school_name=settings.school.name,
+        school_id=school_id,
         clock=clock,
         batch_size=settings.daemon.batch_size,
+        classify_batch_size=settings.classifier.batch_size,
         classify_timeout=settings.classifier.timeout,
         act=executor.run_batch,
     )
 
 
-def _executor_settings(settings: Settings) -> ExecutorSettings:
+def _executor_settings(settings: Settings, school_id: int) -> ExecutorSettings:
     return ExecutorSettings(
         school_name=settings.school.name,
+        school_id=school_id,
         dsl_recipients=dsl_recipients(settings),
         admin_recipients=settings.email.admin,
         sender=settings.email.sender,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.app import build_connector, dsl_recipients, utcnow
-from monitor.config import Settings
+from monitor.app import build_classifier_for, build_connector, dsl_recipients, utcnow
+from monitor.config import ConfigError, Settings
 from monitor.registry import RegistryError, connector_class
 from monitor.store import Store
 
@@ -13,7 +13,7 @@ __all__ = ["resume_source", "run_checks", "source_health", "static_problems"]
 def static_problems(settings: Settings) -> list[str]:
     """Problems a valid TOML file can still have: unknown platforms, bad options, no DSL."""
     where = settings.path
-    problems = []
+    problems = _classifier_problems(settings)
     if not dsl_recipients(settings):
         problems.append(
             f"{where}: email.dsl: no DSL address: set email.dsl or give a dsl staff member an email"
@@ -29,6 +29,15 @@ def static_problems(settings: Settings) -> list[str]:
         except ValueError as err:
             problems.append(f"{where}: sources.{source.name}.{err}")
     return problems
+
+
+def _classifier_problems(settings: Settings) -> list[str]:
+    """A configured detector that cannot run (a broken lexicon, say) is a problem."""
+    try:
+        build_classifier_for(settings)
+    except ConfigError as err:
+        return list(err.problems)
+    return []
 
 
 async def run_checks(settings: Settings, *, offline: bool = False) -> tuple[list[str], list[str]]:

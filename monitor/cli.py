@@ -75,6 +75,10 @@ def run(config_path: Path, once: bool) -> None:
     except SchemaOutOfDate as err:
         click.echo(f"{settings.path}: database: {err}", err=True)
         raise SystemExit(1) from None
+    except ConfigError as err:  # problems only found while building (e.g. a broken lexicon)
+        for problem in err.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(2) from None
     raise SystemExit(status)
 
 
@@ -148,19 +152,18 @@ def classify(source: Any, config_path: Path | None) -> None:
     """Classify JSONL posts (a file or - for stdin) into JSONL verdicts on stdout."""
     settings = _settings(config_path) if config_path else None
     configure_logging(level="warning", stream=sys.stderr)
-    from classifiers import ClassifierOptions, build_classifier
+    from classifiers import build_classifier
     from classifiers.base import Roster
-    from monitor.app import roster_from
+    from monitor.app import build_classifier_for
     from monitor.classify_io import classify_stream
 
-    roster = roster_from(settings) if settings else Roster()
-    options = ClassifierOptions()
-    if settings:
-        c = settings.classifier
-        options = ClassifierOptions(
-            extra_lexicon_files=c.lexicons, suppress_rules=c.suppress, enabled_detectors=c.detectors
-        )
-    report = classify_stream(build_classifier(roster, options), source, sys.stdout, sys.stderr)
+    try:
+        classifier = build_classifier_for(settings) if settings else build_classifier(Roster())
+    except ConfigError as err:
+        for problem in err.problems:
+            click.echo(problem, err=True)
+        raise SystemExit(2) from None
+    report = classify_stream(classifier, source, sys.stdout, sys.stderr)
     if report.malformed:
         raise SystemExit(2)
 

@@ -101,7 +101,6 @@ class SchoolSettings:
     aliases: tuple[str, ...] = ()
     published_contacts: tuple[str, ...] = ()
     staff: tuple[StaffSettings, ...] = ()
-    timezone: str = "Europe/London"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,40 +183,28 @@ class EmailSettings:
     password_credential: str = ""
     sender: str = "vigil@localhost"
     dsl: tuple[str, ...] = ()
-    deputy_dsl: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
     outbox_dir: Path = Path("outbox")  # relative paths are under the state directory
     timeout: Seconds = 30.0
-    resend_after_hours: Annotated[float, Field(gt=0)] = 4.0
     message_domain: str = "vigil.invalid"
     password: Secret | None = None  # resolved; not in TOML
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvidenceSettings:
-    """Where evidence is kept and how cards are rendered."""
+    """Where evidence is kept and the font its cards are drawn with."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
     dir: Path = Path("evidence")  # relative paths are under the state directory
-    renderer: Literal["auto", "chromium", "pillow"] = "auto"
-    chromium_path: Path = Path("/usr/bin/chromium")
-    font_path: Path | None = None
-    live_capture: bool = False
-    timeout: Seconds = 30.0
+    font_path: Path | None = None  # default: DejaVu Sans when installed, else Pillow's own
 
 
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
-    """The review web app."""
+    """The review web app, as far as other parts need it today: its address for links."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
     base_url: str = "http://127.0.0.1:8080"
-    session_secret_env: str = ""
-    session_secret_file: str = ""
-    session_secret_credential: str = ""
-    session_secret: Secret | None = None  # resolved; not in TOML
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,12 +221,10 @@ class DatabaseSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RetentionSettings:
-    """How long things are kept (UK GDPR: no longer than needed)."""
+    """How long things are kept (UK GDPR: no longer than needed); the daemon purges daily."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
     unflagged_days: Annotated[int, Field(ge=1)] = 30
-    flagged_days: Annotated[int, Field(ge=1)] = 365
-    evidence_days: Annotated[int, Field(ge=1)] = 2555  # seven years
     quarantine_days: Annotated[int, Field(ge=1)] = 30
 
 
@@ -301,7 +286,7 @@ class Settings:
 
 
 _ADAPTER: TypeAdapter[Settings] = TypeAdapter(Settings)
-_RESOLVED_ONLY = {"secrets", "password", "session_secret", "path"}
+_RESOLVED_ONLY = {"secrets", "password", "path"}
 
 
 def load_settings(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Settings:
@@ -339,7 +324,7 @@ def parse_settings(
 
 def _leaked_keys(data: Mapping[str, Any]) -> list[str]:
     leaked = [k for k in _RESOLVED_ONLY if k in data]
-    for section in ("email", "web"):
+    for section in ("email",):
         leaked += [f"{section}.{k}" for k in _RESOLVED_ONLY if k in data.get(section, {})]
     for i, source in enumerate(data.get("sources", [])):
         if isinstance(source, Mapping) and "secrets" in source:
@@ -397,8 +382,6 @@ def _resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Settings, list
     problems += _check_unique(sources, settings.accounts)
     email_pw, more = _secret(settings.email, "password", env, "email")
     problems += more
-    web_secret, more = _secret(settings.web, "session_secret", env, "web")
-    problems += more
     if settings.database.url_env and not env.get(settings.database.url_env):
         problems.append(
             f"database.url_env: environment variable {settings.database.url_env} is not set"
@@ -408,7 +391,6 @@ def _resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Settings, list
         school=school,
         sources=tuple(sources),
         email=replace(settings.email, password=email_pw),
-        web=replace(settings.web, session_secret=web_secret),
     )
     return settings, problems
 

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 
-from monitor.app import App, SchemaOutOfDate, build_app, utcnow
+from monitor.app import App, SchemaOutOfDate, build_app, purge_expired, utcnow
 from monitor.config import Settings
 from monitor.logging import get_logger
 from monitor.retry import RetryPolicy
@@ -79,6 +79,7 @@ class Daemon:
         )
         supervisor.add("pipeline", lambda: self._pipeline_loop(app))
         supervisor.add("heartbeat", lambda: self._heartbeat(app))
+        supervisor.add("retention", lambda: self._retention(app))
         scheduler.start()
         self.notifier.ready()
         log.info("daemon_ready", sources=len(app.pollers))
@@ -105,6 +106,12 @@ class Daemon:
             self.wake.clear()
             await wait_for_either(self.stop, self.wake, self.settings.daemon.tick)
 
+    async def _retention(self, app: App) -> None:
+        """Purge what the retention settings say is no longer needed: at start, then daily."""
+        while not self.stop.is_set():
+            await purge_expired(app, self.clock())
+            await wait_for_stop(self.stop, RETENTION_EVERY)
+
     async def _heartbeat(self, app: App) -> None:
         """systemd WATCHDOG pings and a STATUS line with the backlog."""
         interval = min(self.notifier.watchdog_interval() or 30.0, 30.0)
@@ -117,6 +124,9 @@ class Daemon:
                 f"actions_due={counts.get('actions_approved', 0)}"
             )
             await wait_for_stop(self.stop, interval)
+
+
+RETENTION_EVERY = 24 * 3600.0
 
 
 async def wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:

@@ -43,6 +43,7 @@ class ExecutorSettings:
     """What the executor needs from config."""
 
     school_name: str
+    school_id: int
     dsl_recipients: tuple[str, ...]
     admin_recipients: tuple[str, ...]
     sender: str
@@ -67,7 +68,10 @@ class Executor:
         """Run one batch of due actions; returns how many were attempted."""
         lease = timedelta(seconds=self.settings.action_timeout * 2 + 30)
         actions = await self.store.claim_due_actions(
-            self.settings.batch_size, now=self.clock(), lease=lease
+            self.settings.batch_size,
+            now=self.clock(),
+            lease=lease,
+            school_id=self.settings.school_id,
         )
         for action in actions:
             with bound_contextvars(action_id=action.id, item_id=action.item_id):

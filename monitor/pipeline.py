@@ -53,15 +53,19 @@ class Pipeline:
     evidence: EvidenceWriter
     capabilities: dict[int, frozenset[Capability]]  # by source id
     school_name: str
+    school_id: int
     clock: Clock
     batch_size: int = 100
+    classify_batch_size: int = 64
     classify_timeout: float = 120.0
     act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
     counts: StageCounts = field(default_factory=StageCounts)
 
     async def classify_batch(self) -> int:
         """Classify one batch of new items (in a worker thread: spaCy is CPU-bound)."""
-        async with self.store.claim_items(Stage.CLASSIFY, self.batch_size) as claim:
+        async with self.store.claim_items(
+            Stage.CLASSIFY, self.classify_batch_size, school_id=self.school_id
+        ) as claim:
             if not claim.items:
                 return 0
             inputs = [_input(item) for item in claim.items]
@@ -79,7 +83,9 @@ class Pipeline:
 
     async def decide_batch(self) -> int:
         """Turn flagged verdicts into a case and proposed actions."""
-        async with self.store.claim_items(Stage.DECIDE, self.batch_size) as claim:
+        async with self.store.claim_items(
+            Stage.DECIDE, self.batch_size, school_id=self.school_id
+        ) as claim:
             now = self.clock()
             for item in claim.items:
                 verdict = verdict_from_json(await claim.verdict(item))
@@ -102,7 +108,9 @@ class Pipeline:
 
     async def evidence_batch(self) -> int:
         """Capture evidence of every flagged item version, before any hide or delete."""
-        async with self.store.claim_items(Stage.EVIDENCE, self.batch_size) as claim:
+        async with self.store.claim_items(
+            Stage.EVIDENCE, self.batch_size, school_id=self.school_id
+        ) as claim:
             for item in claim.items:
                 verdict = await claim.verdict(item)
                 subject = self._subject(item, verdict, await claim.parent_text(item))

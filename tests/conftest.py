@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,8 +13,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from monitor.config import Settings, parse_settings
+from monitor.logging import NOISY_LOGGERS
 from monitor.store import Store
 from monitor.store.migrate import upgrade
 
@@ -37,6 +40,29 @@ ROSTER: dict[str, Any] = {
         {"name": "David Hughes", "aliases": ["Mr Hughes"], "role": "teacher"},
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Put the root logger, library loggers and structlog back as they were after each test.
+
+    Commands under test configure logging for real; without this one test's handler (and
+    its closed stream) would leak into the next.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    library_levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    config = structlog.get_config()
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, library_level in library_levels.items():
+        logging.getLogger(name).setLevel(library_level)
+    structlog.reset_defaults()
+    structlog.configure(**config)
 
 
 class Clock:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, inspect, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, inspect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actions.states import ActionState, check_transition, initial_state
@@ -263,8 +263,13 @@ class Store:
     # -- item stages ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def claim_items(self, stage: Stage, limit: int) -> AsyncIterator[ItemClaim]:
-        """Claim up to ``limit`` items waiting for ``stage``; results commit together on exit."""
+    async def claim_items(
+        self, stage: Stage, limit: int, *, school_id: int | None = None
+    ) -> AsyncIterator[ItemClaim]:
+        """Claim up to ``limit`` items waiting for ``stage`` (of one school, if given).
+
+        Results recorded through the claim commit together when the block exits.
+        """
         async with self.transaction() as s:
             query = (
                 select(t.Item, t.ItemVersion)
@@ -274,7 +279,7 @@ class Store:
                         t.ItemVersion.item_id == t.Item.id, t.ItemVersion.version == t.Item.version
                     ),
                 )
-                .where(t.Item.stage == stage.value)
+                .where(t.Item.stage == stage.value, *_of_school(t.Item.school_id, school_id))
                 .order_by(t.Item.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True, of=t.Item)
@@ -294,17 +299,18 @@ class Store:
     # -- actions -------------------------------------------------------------------------
 
     async def claim_due_actions(
-        self, limit: int, *, now: datetime, lease: timedelta
+        self, limit: int, *, now: datetime, lease: timedelta, school_id: int | None = None
     ) -> list[ActionRecord]:
         """Move due actions to ``running`` under a lease and return them.
 
         Due means: approved and not waiting for a retry time; failed with its retry time
         reached; or running with an expired lease (the process running it died). Hide and
-        delete are due only once evidence of the item has been captured.
+        delete are due only once evidence of the item's current version has been captured.
         """
         now = require_utc(now)
         async with self.transaction() as s:
-            rows = list(await s.scalars(_due_actions_query(now).limit(limit)))
+            query = _due_actions_query(now).where(*_of_school(t.Action.school_id, school_id))
+            rows = list(await s.scalars(query.limit(limit)))
             for row in rows:
                 reason = (
                     "resumed after its lease expired"
@@ -435,6 +441,36 @@ class Store:
                     row.id,
                     {"recipients": len(json.loads(row.recipients))},
                 )
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def purge_expired(
+        self, *, unflagged_before: datetime, quarantine_before: datetime, now: datetime
+    ) -> dict[str, int]:
+        """Delete clean items last seen before ``unflagged_before`` (with their versions and
+        verdicts) and quarantined payloads older than ``quarantine_before`` (UK GDPR: keep
+        no longer than needed). Anything with a case is kept."""
+        async with self.transaction() as s:
+            has_case = exists().where(t.Case.item_id == t.Item.id)
+            expired = select(t.Item.id).where(
+                t.Item.state == ItemState.CLEAN.value,
+                t.Item.stage == Stage.DONE.value,
+                t.Item.last_seen_at < unflagged_before,
+                ~has_case,
+            )
+            ids = list(await s.scalars(expired))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                await s.execute(delete(t.VerdictRow).where(t.VerdictRow.item_id.in_(chunk)))
+                await s.execute(delete(t.ItemVersion).where(t.ItemVersion.item_id.in_(chunk)))
+                await s.execute(delete(t.Item).where(t.Item.id.in_(chunk)))
+            result = await s.execute(
+                delete(t.Quarantine).where(t.Quarantine.received_at < quarantine_before)
+            )
+            counts = {"items": len(ids), "quarantine": int(getattr(result, "rowcount", 0) or 0)}
+            if any(counts.values()):
+                add_audit(s, None, now, POLICY_ACTOR, "retention_purge", "store", None, counts)
+            return counts
 
     # -- audit and summaries -------------------------------------------------------------
 
@@ -698,8 +734,17 @@ async def _lock_chain(session: AsyncSession, school_id: int) -> None:
         await session.execute(select(func.pg_advisory_xact_lock(7_700_000 + school_id)))
 
 
+def _of_school(column: Any, school_id: int | None) -> tuple[Any, ...]:
+    """A WHERE condition limiting rows to one school, or none when ``school_id`` is None."""
+    return () if school_id is None else (column == school_id,)
+
+
 def _due_actions_query(now: datetime) -> Any:
-    evidence_ready = exists().where(t.Evidence.item_id == t.Action.item_id)
+    evidence_ready = exists().where(
+        t.Evidence.item_id == t.Action.item_id,
+        t.Item.id == t.Action.item_id,
+        t.Evidence.version == t.Item.version,
+    )
     due = or_(
         and_(
             t.Action.state == ActionState.APPROVED.value,

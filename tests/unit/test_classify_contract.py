@@ -54,7 +54,6 @@ def _cached_build(roster: Roster, options: ClassifierOptions | None = None) -> C
 @pytest.fixture(autouse=True)
 def _fast_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(classifiers, "build_classifier", _cached_build)
-    monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
 
 
 def classify(text: str, *args: str) -> Result:

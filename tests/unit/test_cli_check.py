@@ -39,12 +39,6 @@ smtp_port = 0
 """
 
 
-@pytest.fixture(autouse=True)
-def _quiet_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI configures global logging onto the runner's stream; keep it out of the tests."""
-    monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
-
-
 def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli.main, list(args))
 

@@ -81,7 +81,6 @@ def test_minimal_config_parses_with_defaults(tmp_path: Path) -> None:
     assert settings.path == tmp_path / "config.toml"
     assert settings.daemon.state_dir == Path("/var/lib/vigil")
     assert settings.email.password is None
-    assert settings.web.session_secret is None
 
 
 def test_school_roster_format_parses_into_staff_settings(tmp_path: Path) -> None:
@@ -408,20 +407,17 @@ def test_literal_email_password_is_rejected_without_echoing_it() -> None:
     assert SECRET_VALUE not in "\n".join(problems)
 
 
-def test_email_password_and_web_session_secret_resolve(tmp_path: Path) -> None:
-    (tmp_path / "session").write_text("session-secret-value", encoding="utf-8")
+def test_email_password_resolves_from_env_and_file(tmp_path: Path) -> None:
     settings = parse(
-        {
-            "school": SCHOOL,
-            "email": {"password_env": "VIGIL_SMTP_PASSWORD"},
-            "web": {"session_secret_file": str(tmp_path / "session")},
-        },
+        {"school": SCHOOL, "email": {"password_env": "VIGIL_SMTP_PASSWORD"}},
         environ={"VIGIL_SMTP_PASSWORD": SECRET_VALUE},
     )
     assert settings.email.password is not None
     assert settings.email.password.reveal() == SECRET_VALUE
-    assert settings.web.session_secret is not None
-    assert settings.web.session_secret.reveal() == "session-secret-value"
+    (tmp_path / "smtp").write_text("from-a-file\n", encoding="utf-8")
+    settings = parse({"school": SCHOOL, "email": {"password_file": str(tmp_path / "smtp")}})
+    assert settings.email.password is not None
+    assert settings.email.password.reveal() == "from-a-file"
 
 
 def test_only_one_way_to_give_a_secret() -> None:
@@ -433,20 +429,17 @@ def test_only_one_way_to_give_a_secret() -> None:
 
 
 def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
-    (tmp_path / "session").write_text("session-secret-value", encoding="utf-8")
     settings = parse(
         {
             "school": SCHOOL,
             "sources": [source(credentials={"token_env": "VIGIL_FB_TOKEN"})],
             "email": {"password_env": "VIGIL_SMTP_PASSWORD"},
-            "web": {"session_secret_file": str(tmp_path / "session")},
         },
         environ={"VIGIL_FB_TOKEN": SECRET_VALUE, "VIGIL_SMTP_PASSWORD": "smtp-pass-value"},
     )
     for shown in (repr(settings), str(settings), repr(settings.sources), str(settings.email)):
         assert SECRET_VALUE not in shown
         assert "smtp-pass-value" not in shown
-        assert "session-secret-value" not in shown
     secret = settings.source("fb").secrets["token"]
     assert repr(secret) == str(secret) == f"{secret}" == "Secret('**********')"
     assert secret == Secret(SECRET_VALUE)

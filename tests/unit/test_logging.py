@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from monitor.logging import (
@@ -23,25 +21,6 @@ from monitor.logging import (
 )
 
 TOKEN = "EAAGm0PX4ZCpsBAKZCqZAsecretvalue"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Put the root logger, library loggers and structlog back as they were."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    library_levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    config = structlog.get_config()
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, library_level in library_levels.items():
-        logging.getLogger(name).setLevel(library_level)
-    structlog.reset_defaults()
-    structlog.configure(**config)
 
 
 class FakeTTY(io.StringIO):

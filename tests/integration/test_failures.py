@@ -1,0 +1,322 @@
+"""Failure handling: sources that fail, actions that fail, retention — nothing lost, humans told."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from sqlalchemy import select, update
+from structlog.testing import capture_logs
+
+from actions.escalate import MailFailed
+from actions.states import ActionState
+from connectors.base import (
+    AuthFailed,
+    Batch,
+    Capability,
+    ConnectorUnavailable,
+    Cursor,
+    ModerationResult,
+    ModerationTarget,
+    RateLimited,
+    SourceContext,
+)
+from monitor.app import App, build_app, purge_expired
+from monitor.config import ConfigError, Settings
+from monitor.store import tables as t
+from monitor.store.convert import ActionRecord
+from monitor.store.migrate import upgrade
+from tests.conftest import Clock
+
+T = "2026-11-02T09:00:00Z"
+
+
+class ScriptedConnector:
+    """A connector whose next fetch raises or returns what the test queued."""
+
+    name: ClassVar[str] = "scripted"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.HIDE})
+    script: ClassVar[list[BaseException | Batch]] = []
+
+    @classmethod
+    def from_context(cls, context: SourceContext) -> ScriptedConnector:
+        return cls()
+
+    async def fetch(self, cursor: Cursor) -> Batch:
+        step = self.script.pop(0) if self.script else Batch(posts=(), cursor=cursor)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    async def check(self) -> None:
+        return None
+
+    async def moderate(self, capability: Capability, post: ModerationTarget) -> ModerationResult:
+        return ModerationResult(supported=True, done=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedConnector]:
+    import monitor.registry as registry
+
+    monkeypatch.setitem(registry.DEFAULT_CONNECTORS, "scripted", f"{__name__}:ScriptedConnector")
+    ScriptedConnector.script = []
+    return ScriptedConnector
+
+
+async def app_for(settings: Settings, clock: Clock) -> App:
+    await upgrade(settings.database_url())
+    return await build_app(settings, clock=clock)
+
+
+def outbox(settings: Settings) -> list[str]:
+    folder = settings.state_dir / "outbox"
+    return sorted(p.name for p in folder.glob("*.eml")) if folder.exists() else []
+
+
+async def test_expired_token_pauses_the_source_and_tells_the_admin_once(
+    make_settings: Callable[..., Settings], scripted: type[ScriptedConnector], clock: Clock
+) -> None:
+    settings = make_settings(sources=[{"name": "fb", "platform": "scripted", "kind": "own"}])
+    app = await app_for(settings, clock)
+    try:
+        scripted.script[:] = [AuthFailed("token expired (code 190)")]
+        await app.poll_all()
+        await app.poll_all()  # paused: the connector is not even asked
+        state = (await app.store.list_sources())[0]
+        assert state.pause_reason == "auth_failed" and state.auth_alerted_at is not None
+        (alert,) = outbox(settings)
+        body = message_from_bytes((settings.state_dir / "outbox" / alert).read_bytes())
+        assert "fb" in str(body["Subject"]) and "vigil sources resume fb" in body.get_payload()
+        await app.store.resume_source(state.id, "test", clock())
+        scripted.script[:] = [Batch(posts=(), cursor=Cursor(value="1"))]
+        with capture_logs() as logs:
+            await app.poll_all()
+        assert [e["event"] for e in logs if e["event"] == "source_recovered"] == [
+            "source_recovered"
+        ]
+    finally:
+        await app.close()
+
+
+async def test_rate_limits_pause_until_the_platform_says(
+    make_settings: Callable[..., Settings], scripted: type[ScriptedConnector], clock: Clock
+) -> None:
+    settings = make_settings(sources=[{"name": "x", "platform": "scripted", "kind": "mention"}])
+    app = await app_for(settings, clock)
+    try:
+        scripted.script[:] = [RateLimited(retry_after=900)]
+        await app.poll_all()
+        state = (await app.store.list_sources())[0]
+        assert state.paused_until == clock() + timedelta(seconds=900)
+        clock.advance(seconds=899)
+        scripted.script[:] = [Batch(posts=(), cursor=Cursor(value="2"))]
+        await app.poll_all()
+        assert len(scripted.script) == 1  # still paused
+        clock.advance(seconds=2)
+        await app.poll_all()
+        assert scripted.script == [] and (await app.store.list_sources())[0].cursor == "2"
+    finally:
+        await app.close()
+
+
+async def test_transient_errors_back_off_and_one_source_never_stops_another(
+    make_settings: Callable[..., Settings],
+    scripted: type[ScriptedConnector],
+    clock: Clock,
+    tmp_path: Path,
+) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps(
+            {
+                "op": "post",
+                "platform": "facebook",
+                "external_id": "1",
+                "text": "Lovely nativity",
+                "created_at": T,
+            }
+        )
+        + "\n"
+    )
+    settings = make_settings(
+        sources=[
+            {"name": "flaky", "platform": "scripted", "kind": "own"},
+            {
+                "name": "replay",
+                "platform": "replay",
+                "kind": "own",
+                "options": {"path": str(posts)},
+            },
+        ]
+    )
+    app = await app_for(settings, clock)
+    try:
+        scripted.script[:] = [
+            ConnectorUnavailable("502"),
+            ZeroDivisionError("a bug in a connector"),
+        ]
+        results = await app.poll_all()
+        assert results["flaky"].outcome == "failed" and results["replay"].new == 1
+        flaky = next(s for s in await app.store.list_sources() if s.name == "flaky")
+        assert flaky.pause_reason == "backing_off" and flaky.paused_until is not None
+        clock.now = flaky.paused_until + timedelta(seconds=1)
+        with capture_logs() as logs:
+            results = await app.poll_all()  # an unexpected exception is handled the same way
+        assert results["flaky"].outcome == "failed"
+        assert not [e for e in logs if e["event"] == "source_failing"]  # logged once, not again
+        flaky = next(s for s in await app.store.list_sources() if s.name == "flaky")
+        assert flaky.consecutive_failures == 2 and "ZeroDivisionError" in (flaky.last_error or "")
+    finally:
+        await app.close()
+
+
+class DownMailer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, message: object) -> None:
+        self.calls += 1
+        raise MailFailed("SMTP 127.0.0.1:1: connection refused")
+
+
+async def test_a_mail_server_that_stays_down_is_retried_then_handed_to_a_human(
+    make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
+) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps(
+            {
+                "op": "post",
+                "platform": "facebook",
+                "external_id": "1",
+                "created_at": T,
+                "text": "I want to kill myself tonight, nobody at Oakfield would care",
+            }
+        )
+        + "\n"
+    )
+    settings = make_settings(
+        sources=[
+            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+        ],
+        policy={"action_max_attempts": 3, "action_retry_base": 60},
+    )
+    app = await app_for(settings, clock)
+    down = DownMailer()
+    app.executor.mailer = down
+    try:
+        await app.run_once()
+        (escalate,) = [a for a in await _actions(app) if a.kind == "escalate"]
+        assert escalate.state == ActionState.FAILED and escalate.attempts == 1
+        for _ in range(2):
+            clock.advance(hours=2)
+            await app.pipeline.drain()
+        (escalate,) = [a for a in await _actions(app) if a.kind == "escalate"]
+        assert escalate.state == ActionState.GAVE_UP and escalate.attempts == 3
+        # three tries of the escalation, then one (also failing) alert: logged, never raised
+        assert down.calls == 4
+    finally:
+        await app.close()
+
+
+async def _actions(app: App) -> list[ActionRecord]:
+    async with app.store.transaction() as s:
+        return [ActionRecord.from_row(r) for r in await s.scalars(select(t.Action))]
+
+
+async def test_running_an_escalation_twice_sends_one_email(
+    make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
+) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps(
+            {
+                "op": "post",
+                "platform": "facebook",
+                "external_id": "1",
+                "created_at": T,
+                "text": "how old are you? this is our little secret, add me on snap",
+            }
+        )
+        + "\n"
+    )
+    settings = make_settings(
+        sources=[
+            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+        ]
+    )
+    app = await app_for(settings, clock)
+    try:
+        await app.run_once()
+        assert len(outbox(settings)) == 1
+        # a crash after sending but before recording "done": the lease expires, it runs again
+        async with app.store.transaction() as s:
+            await s.execute(
+                update(t.Action)
+                .where(t.Action.kind == "escalate")
+                .values(state="running", lease_until=clock() - timedelta(seconds=1))
+            )
+        await app.pipeline.drain()
+        assert len(outbox(settings)) == 1
+        assert [a.state for a in await _actions(app) if a.kind == "escalate"] == ["done"]
+    finally:
+        await app.close()
+
+
+async def test_retention_purges_old_clean_items_and_keeps_flagged_ones(
+    make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
+) -> None:
+    posts = tmp_path / "posts.jsonl"
+    lines = [
+        {
+            "op": "post",
+            "platform": "facebook",
+            "external_id": "clean",
+            "created_at": T,
+            "text": "Thank you for a lovely harvest festival",
+        },
+        {
+            "op": "post",
+            "platform": "facebook",
+            "external_id": "bad",
+            "created_at": T,
+            "text": "how old are you? this is our little secret, add me on snap",
+        },
+    ]
+    posts.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    settings = make_settings(
+        sources=[
+            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+        ],
+        retention={"unflagged_days": 30},
+    )
+    app = await app_for(settings, clock)
+    try:
+        await app.run_once()
+        assert await purge_expired(app, clock()) == {"items": 0, "quarantine": 0}
+        clock.advance(days=31)
+        assert await purge_expired(app, clock()) == {"items": 1, "quarantine": 0}
+        summary = await app.store.summary()
+        assert summary["items"] == 1 and summary["cases"] == 1
+    finally:
+        await app.close()
+
+
+async def test_a_broken_school_lexicon_refuses_to_start(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    lexicon = tmp_path / "ours.toml"
+    lexicon.write_text("version = 1\n[[entry]]\nid = 'x'\nflag = 'nonsense'\n")
+    settings = make_settings(classifier={"lexicons": [str(lexicon)]})
+    await upgrade(settings.database_url())
+    with pytest.raises(ConfigError, match="classifier.rules"):
+        await build_app(settings)

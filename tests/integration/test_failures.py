@@ -318,5 +318,5 @@ async def test_a_broken_school_lexicon_refuses_to_start(
     lexicon.write_text("version = 1\n[[entry]]\nid = 'x'\nflag = 'nonsense'\n")
     settings = make_settings(classifier={"lexicons": [str(lexicon)]})
     await upgrade(settings.database_url())
-    with pytest.raises(ConfigError, match="classifier.rules"):
+    with pytest.raises(ConfigError, match=r"classifier\.rules"):
         await build_app(settings)

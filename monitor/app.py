@@ -21,7 +21,7 @@ from monitor.config import ConfigError, Settings, SourceSettings
 from monitor.executor import Executor, ExecutorSettings
 from monitor.logging import get_logger
 from monitor.pipeline import Pipeline
-from monitor.poller import Poller, PollResult
+from monitor.poller import Poller, PollOutcome, PollResult
 from monitor.registry import connector_class
 from monitor.retry import RetryPolicy
 from monitor.store import Store
@@ -66,8 +66,14 @@ class App:
         return self.pipeline.capabilities
 
     async def poll_all(self) -> dict[str, PollResult]:
-        """Poll every source once, one after another."""
-        return {name: await poller.poll() for name, poller in self.pollers.items()}
+        """Poll every source once, one after another, each under its per-source lock."""
+        results = {}
+        for name, poller in self.pollers.items():
+            async with self.store.source_lock(poller.source_id) as held:
+                results[name] = (
+                    await poller.poll() if held else PollResult(outcome=PollOutcome.PAUSED)
+                )
+        return results
 
     async def run_once(self) -> dict[str, PollResult]:
         """`vigil run --once`: poll every source once and drain every stage."""

@@ -314,7 +314,8 @@ def parse_settings(
     try:
         settings = _ADAPTER.validate_python({**data, "path": path})
     except ValidationError as err:
-        raise ConfigError(problems + _format_errors(err, data, path)) from None
+        more = [f"{path}: {p}" for p in _raw_credential_problems(data, env)]
+        raise ConfigError(problems + _format_errors(err, data, path) + more) from None
     settings, more = _resolve(settings, env)
     problems += [f"{path}: {p}" for p in more]
     if problems:
@@ -411,8 +412,17 @@ def _resolve_source(
     terms = source.search_terms
     if source.kind == "mention" and not terms:
         terms = (school.name, *school.aliases)
+    secrets, more = _resolve_credentials(label, source.credentials, env)
+    return replace(source, name=name, search_terms=terms, secrets=secrets), problems + more
+
+
+def _resolve_credentials(
+    label: str, credentials: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Secret], list[str]]:
+    """Read each NAME_env / NAME_file / NAME_credential; a literal secret is a problem."""
     secrets: dict[str, Secret] = {}
-    for key, value in source.credentials.items():
+    problems: list[str] = []
+    for key, value in credentials.items():
         base, suffix = _split_secret_key(key)
         if suffix is None:
             problems.append(
@@ -420,12 +430,25 @@ def _resolve_source(
                 f"use {key}_env, {key}_file or {key}_credential"
             )
             continue
-        secret, error = _read_secret(suffix, value, env)
+        secret, error = _read_secret(suffix, str(value), env)
         if error:
             problems.append(f"{label}.credentials.{key}: {error}")
         elif secret is not None:
             secrets[base] = secret
-    return replace(source, name=name, search_terms=terms, secrets=secrets), problems
+    return secrets, problems
+
+
+def _raw_credential_problems(data: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Credential problems read straight from the TOML, so that a file with type errors
+    still gets every problem listed at once."""
+    problems: list[str] = []
+    sources = data.get("sources")
+    for index, source in enumerate(sources if isinstance(sources, list) else []):
+        credentials = source.get("credentials") if isinstance(source, Mapping) else None
+        if isinstance(credentials, Mapping):
+            label = f"sources.{_source_label(data, index)}"
+            problems += _resolve_credentials(label, credentials, env)[1]
+    return problems
 
 
 def _split_secret_key(key: str) -> tuple[str, str | None]:

@@ -444,3 +444,19 @@ def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
     assert repr(secret) == str(secret) == f"{secret}" == "Secret('**********')"
     assert secret == Secret(SECRET_VALUE)
     assert secret != Secret("other")
+
+
+def test_type_errors_and_secret_problems_are_listed_together() -> None:
+    problems = parse_problems(
+        {
+            "school": SCHOOL,
+            "sources": [source(interval=10, credentials={"token": "x", "page_env": "UNSET_VAR"})],
+        },
+        environ={},
+    )
+    assert problems == [
+        "config.toml: sources.fb.interval: must be at least 60",
+        "config.toml: sources.fb.credentials.token: secrets are never written in the file; "
+        "use token_env, token_file or token_credential",
+        "config.toml: sources.fb.credentials.page_env: environment variable UNSET_VAR is not set",
+    ]

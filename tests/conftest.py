@@ -15,7 +15,10 @@ import asyncpg
 import pytest
 import structlog
 
+from classifiers.base import Roster
+from monitor.app import roster_from
 from monitor.config import Settings, parse_settings
+from monitor.demo import demo_settings
 from monitor.logging import NOISY_LOGGERS
 from monitor.store import Store
 from monitor.store.migrate import upgrade
@@ -24,6 +27,24 @@ PG_ADMIN = os.environ.get("VIGIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DEMO_POSTS = ROOT / "monitor" / "demo" / "posts.jsonl"
+
+# The roster exactly in the format the issue fixes (the evaluation uses it).
+ROSTER_TOML = """\
+[school]
+name = "Oakfield Primary School"
+aliases = ["Oakfield", "OPS"]
+published_contacts = ["01632 960123", "office@oakfield.example.sch.uk"]
+[[school.staff]]
+name = "David Hughes"
+aliases = ["Mr Hughes"]
+role = "teacher"      # any string; "head", "dsl", "deputy_dsl", "governor" have meaning
+"""
+
+
+def demo_roster() -> Roster:
+    """The demo school's roster, read from the bundled demo config (one source of truth)."""
+    return roster_from(demo_settings(Path("/nonexistent-state")))
+
 
 ROSTER: dict[str, Any] = {
     "name": "Oakfield Primary School",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEMO_POSTS, FIXTURES
+from tests.conftest import DEMO_POSTS, FIXTURES, ROSTER_TOML
 
 VIGIL = [sys.executable, "-m", "monitor"]
 TIMEOUT = 120.0
@@ -70,14 +70,7 @@ def write_config(tmp_path: Path, posts: Path, **daemon: object) -> Path:
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in daemon.items())
     config = tmp_path / "config.toml"
     config.write_text(f"""
-[school]
-name = "Oakfield Primary School"
-aliases = ["Oakfield", "OPS"]
-published_contacts = ["01632 960123", "office@oakfield.example.sch.uk"]
-[[school.staff]]
-name = "David Hughes"
-aliases = ["Mr Hughes"]
-role = "teacher"
+{ROSTER_TOML}
 [[school.staff]]
 name = "Priya Shah"
 role = "dsl"

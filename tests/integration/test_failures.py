@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select, update
@@ -72,6 +72,17 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedConnector]:
     return ScriptedConnector
 
 
+def replay_source(tmp_path: Path, **texts: str) -> dict[str, Any]:
+    """A replay source playing one Facebook post per keyword (external id = the keyword)."""
+    posts = tmp_path / "posts.jsonl"
+    events = [
+        {"op": "post", "platform": "facebook", "external_id": key, "created_at": T, "text": text}
+        for key, text in texts.items()
+    ]
+    posts.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+
+
 async def app_for(settings: Settings, clock: Clock) -> App:
     await upgrade(settings.database_url())
     return await build_app(settings, clock=clock)
@@ -134,28 +145,10 @@ async def test_transient_errors_back_off_and_one_source_never_stops_another(
     clock: Clock,
     tmp_path: Path,
 ) -> None:
-    posts = tmp_path / "posts.jsonl"
-    posts.write_text(
-        json.dumps(
-            {
-                "op": "post",
-                "platform": "facebook",
-                "external_id": "1",
-                "text": "Lovely nativity",
-                "created_at": T,
-            }
-        )
-        + "\n"
-    )
     settings = make_settings(
         sources=[
             {"name": "flaky", "platform": "scripted", "kind": "own"},
-            {
-                "name": "replay",
-                "platform": "replay",
-                "kind": "own",
-                "options": {"path": str(posts)},
-            },
+            replay_source(tmp_path, one="Lovely nativity"),
         ]
     )
     app = await app_for(settings, clock)
@@ -191,22 +184,11 @@ class DownMailer:
 async def test_a_mail_server_that_stays_down_is_retried_then_handed_to_a_human(
     make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
 ) -> None:
-    posts = tmp_path / "posts.jsonl"
-    posts.write_text(
-        json.dumps(
-            {
-                "op": "post",
-                "platform": "facebook",
-                "external_id": "1",
-                "created_at": T,
-                "text": "I want to kill myself tonight, nobody at Oakfield would care",
-            }
-        )
-        + "\n"
-    )
     settings = make_settings(
         sources=[
-            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+            replay_source(
+                tmp_path, one="I want to kill myself tonight, nobody at Oakfield would care"
+            )
         ],
         policy={"action_max_attempts": 3, "action_retry_base": 60},
     )
@@ -236,22 +218,11 @@ async def _actions(app: App) -> list[ActionRecord]:
 async def test_running_an_escalation_twice_sends_one_email(
     make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
 ) -> None:
-    posts = tmp_path / "posts.jsonl"
-    posts.write_text(
-        json.dumps(
-            {
-                "op": "post",
-                "platform": "facebook",
-                "external_id": "1",
-                "created_at": T,
-                "text": "how old are you? this is our little secret, add me on snap",
-            }
-        )
-        + "\n"
-    )
     settings = make_settings(
         sources=[
-            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+            replay_source(
+                tmp_path, one="how old are you? this is our little secret, add me on snap"
+            )
         ]
     )
     app = await app_for(settings, clock)
@@ -275,27 +246,13 @@ async def test_running_an_escalation_twice_sends_one_email(
 async def test_retention_purges_old_clean_items_and_keeps_flagged_ones(
     make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
 ) -> None:
-    posts = tmp_path / "posts.jsonl"
-    lines = [
-        {
-            "op": "post",
-            "platform": "facebook",
-            "external_id": "clean",
-            "created_at": T,
-            "text": "Thank you for a lovely harvest festival",
-        },
-        {
-            "op": "post",
-            "platform": "facebook",
-            "external_id": "bad",
-            "created_at": T,
-            "text": "how old are you? this is our little secret, add me on snap",
-        },
-    ]
-    posts.write_text("".join(json.dumps(x) + "\n" for x in lines))
     settings = make_settings(
         sources=[
-            {"name": "replay", "platform": "replay", "kind": "own", "options": {"path": str(posts)}}
+            replay_source(
+                tmp_path,
+                clean="Thank you for a lovely harvest festival",
+                bad="how old are you? this is our little secret, add me on snap",
+            )
         ],
         retention={"unflagged_days": 30},
     )

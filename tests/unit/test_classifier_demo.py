@@ -18,32 +18,17 @@ from classifiers import (
     Classifier,
     Flag,
     Input,
-    Roster,
-    StaffMember,
     Tag,
     Verdict,
     build_classifier,
 )
+from tests.conftest import demo_roster
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTS = ROOT / "monitor" / "demo" / "posts.jsonl"
 LABELS = ROOT / "tests" / "fixtures" / "demo_labels.jsonl"
 
-ROSTER = Roster(
-    school_name="Oakfield Primary School",
-    school_aliases=("Oakfield", "OPS", "Oakfield Primary"),
-    published_contacts=("01632 960123", "office@oakfield.example.sch.uk"),
-    staff=(
-        StaffMember(name="Sarah Whitfield", aliases=("Mrs Whitfield",), role="head"),
-        StaffMember(name="Priya Shah", aliases=("Ms Shah", "Mrs Shah"), role="dsl"),
-        StaffMember(name="Tom Barker", aliases=("Mr Barker",), role="deputy_dsl"),
-        StaffMember(name="David Hughes", aliases=("Mr Hughes",), role="teacher"),
-        StaffMember(name="Helen Okafor", aliases=("Mrs Okafor",), role="teacher"),
-        StaffMember(name="Gareth Lloyd", aliases=("Mr Lloyd",), role="governor"),
-        StaffMember(name="Janet Price", aliases=("Mrs Price",), role="office_manager"),
-        StaffMember(name="Kevin Doyle", aliases=("Mr Doyle",), role="caretaker"),
-    ),
-)
+ROSTER = demo_roster()
 # Measured: recall abusive 0.92, defamatory/personal_info/safeguarding/spam 1.00;
 # precision >= 0.93 for every flag; 0 of 46 hard negatives flagged.
 RECALL_FLOOR = {

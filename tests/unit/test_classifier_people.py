@@ -10,28 +10,13 @@ from classifiers import (
     ClassifierOptions,
     Flag,
     Input,
-    Roster,
     Severity,
-    StaffMember,
     Tag,
     build_classifier,
 )
+from tests.conftest import demo_roster
 
-ROSTER = Roster(
-    school_name="Oakfield Primary School",
-    school_aliases=("Oakfield", "OPS", "Oakfield Primary"),
-    published_contacts=("01632 960123", "office@oakfield.example.sch.uk"),
-    staff=(
-        StaffMember(name="Sarah Whitfield", aliases=("Mrs Whitfield",), role="head"),
-        StaffMember(name="Priya Shah", aliases=("Ms Shah", "Mrs Shah"), role="dsl"),
-        StaffMember(name="Tom Barker", aliases=("Mr Barker",), role="deputy_dsl"),
-        StaffMember(name="David Hughes", aliases=("Mr Hughes",), role="teacher"),
-        StaffMember(name="Helen Okafor", aliases=("Mrs Okafor",), role="teacher"),
-        StaffMember(name="Gareth Lloyd", aliases=("Mr Lloyd",), role="governor"),
-        StaffMember(name="Janet Price", aliases=("Mrs Price",), role="office_manager"),
-        StaffMember(name="Kevin Doyle", aliases=("Mr Doyle",), role="caretaker"),
-    ),
-)
+ROSTER = demo_roster()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 import classifiers
 from classifiers import Classifier, ClassifierOptions, Roster
 from monitor import cli
+from tests.conftest import ROSTER_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_POSTS = ROOT / "monitor" / "demo" / "posts.jsonl"
@@ -25,16 +26,6 @@ FLAGS = {"abusive", "defamatory", "safeguarding", "spam", "personal_info"}
 SEVERITIES = {"none", "low", "medium", "high", "critical"}
 CELL = re.compile(r"^(contact|conduct|content)\.(commercial|aggressive|sexual|values)$")
 
-ROSTER_TOML = """\
-[school]
-name = "Oakfield Primary School"
-aliases = ["Oakfield", "OPS"]
-published_contacts = ["01632 960123", "office@oakfield.example.sch.uk"]
-[[school.staff]]
-name = "David Hughes"
-aliases = ["Mr Hughes"]
-role = "teacher"
-"""
 
 DEFAMATION = "Mr Hughes stole from the PTA fund"
 

@@ -16,19 +16,10 @@ from monitor.config import (
     load_settings,
     parse_settings,
 )
+from tests.conftest import ROSTER_TOML
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ROSTER_TOML = """\
-[school]
-name = "Oakfield Primary School"
-aliases = ["Oakfield", "OPS"]
-published_contacts = ["01632 960123", "office@oakfield.example.sch.uk"]
-[[school.staff]]
-name = "David Hughes"
-aliases = ["Mr Hughes"]
-role = "teacher"      # any string; "head", "dsl", "deputy_dsl", "governor" have meaning
-"""
 
 ACCOUNT_TOML = """
 [[accounts]]

@@ -10,7 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-__all__ = ["AsyncSession", "create_engine", "is_sqlite", "make_sessionmaker"]
+__all__ = ["WRITE_OPTION", "AsyncSession", "create_engine", "is_sqlite", "make_sessionmaker"]
+
+WRITE_OPTION = "vigil_write"  # execution option marking a transaction that will write
 
 
 def is_sqlite(url: str) -> bool:
@@ -21,7 +23,7 @@ def is_sqlite(url: str) -> bool:
 def create_engine(
     url: str, *, busy_timeout: float = 30.0, pool_size: int = 5, echo: bool = False
 ) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and BEGIN IMMEDIATE."""
+    """An async engine; SQLite gets WAL, foreign keys, a busy timeout and IMMEDIATE writes."""
     if is_sqlite(url):
         return _sqlite_engine(url, busy_timeout=busy_timeout, echo=echo)
     return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True, echo=echo)
@@ -48,7 +50,10 @@ def _sqlite_engine(url: str, *, busy_timeout: float, echo: bool) -> AsyncEngine:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers start deferred, so under WAL a
+        # read never waits for a batch that is being classified or captured.
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

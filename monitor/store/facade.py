@@ -30,7 +30,7 @@ from monitor.store.convert import (
     WorkItem,
     dumps,
 )
-from monitor.store.db import create_engine, make_sessionmaker
+from monitor.store.db import WRITE_OPTION, create_engine, make_sessionmaker
 from monitor.store.ingest import ItemState, Stage, mark_gone, upsert_posts
 
 if TYPE_CHECKING:
@@ -79,9 +79,10 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One transaction; committed on success, rolled back on error."""
+        """One write transaction; committed on success, rolled back on error."""
         if self.sqlite:
             async with self._write_lock, self._sessions() as session, session.begin():
+                await session.connection(execution_options={WRITE_OPTION: True})
                 yield session
         else:
             async with self._sessions() as session, session.begin():

@@ -21,9 +21,11 @@ def replay_settings(
     make_settings: Callable[..., Settings],
     tmp_path: Path,
     posts: Path = DEMO_POSTS,
+    database: dict[str, str] | None = None,
     **options: object,
 ) -> Settings:
     return make_settings(
+        database=database or {},
         sources=[
             {
                 "name": "replay",
@@ -37,15 +39,14 @@ def replay_settings(
                     **options,
                 },
             }
-        ]
+        ],
     )
 
 
 async def test_run_once_takes_every_post_through_every_stage(
-    make_settings: Callable[..., Settings], tmp_path: Path, clock: Clock
+    database_url: str, make_settings: Callable[..., Settings], tmp_path: Path, clock: Clock
 ) -> None:
-    settings = replay_settings(make_settings, tmp_path)
-    await upgrade(settings.database_url())
+    settings = replay_settings(make_settings, tmp_path, database={"url": database_url})
     with capture_logs() as logs:
         assert await Daemon(settings, clock=clock).run(once=True) == 0
     app = await build_app(settings, clock=clock)

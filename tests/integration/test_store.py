@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -246,3 +247,38 @@ async def test_postgres_claims_skip_locked_rows(postgres_url: str) -> None:
         assert len(mine) == 4 and len(other) == 6 and not set(mine) & set(other)
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_lets_one_process_poll_a_source_at_a_time(postgres_url: str) -> None:
+    from monitor.store.migrate import upgrade
+
+    await upgrade(postgres_url)
+    first, second = Store.open(postgres_url), Store.open(postgres_url)  # two "processes"
+    try:
+        sid = await source_id(first)
+        async with first.source_lock(sid) as held, second.source_lock(sid) as also:
+            assert held and not also
+        async with second.source_lock(sid) as now_free:
+            assert now_free
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    from monitor.store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"
+    await upgrade(url)
+    writer, reader = Store.open(url), Store.open(url, busy_timeout=0.2)
+    try:
+        sid = await source_id(writer)
+        async with writer.claim_items(Stage.CLASSIFY, 10):  # holds the write lock, like a batch
+            state = await asyncio.wait_for(reader.source_state(sid), timeout=5)
+            assert state.name == "fb"
+            with pytest.raises(DBAPIError, match="locked"):  # a second writer does wait
+                await reader.record_poll_failure(sid, "x", now=T0)
+    finally:
+        await writer.close()
+        await reader.close()

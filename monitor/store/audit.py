@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from monitor.store import tables as t
 from monitor.store.convert import dumps
 
-__all__ = ["add_audit"]
+__all__ = ["POLICY_ACTOR", "add_audit"]
+
+POLICY_ACTOR = "policy"  # the actor recorded for what Vigil does by itself
 
 
 def add_audit(

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, func, inspect, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from actions.states import ActionState, check_transition, initial_state
-from classifiers.base import Verdict
+from actions.states import ActionState
 from connectors.base import Post, require_utc
 from monitor.store import tables as t
-from monitor.store.audit import add_audit
+from monitor.store.audit import POLICY_ACTOR, add_audit
+from monitor.store.claims import ItemClaim
 from monitor.store.convert import (
     ActionRecord,
     EscalationRecord,
@@ -32,19 +32,18 @@ from monitor.store.convert import (
 )
 from monitor.store.db import WRITE_OPTION, create_engine, make_sessionmaker
 from monitor.store.ingest import ItemState, Stage, mark_gone, upsert_posts
+from monitor.store.rows import (
+    StoreError,
+    due_actions_query,
+    of_school,
+    transition,
+    verdict_json,
+)
 
 if TYPE_CHECKING:
-    from actions.evidence import EvidenceRecord
-    from actions.policy import ProposedAction
+    pass
 
 __all__ = ["IngestCounts", "ItemClaim", "ItemState", "Stage", "Store", "StoreError"]
-
-POLICY_ACTOR = "policy"
-_NEEDS_EVIDENCE = ("hide", "delete")
-
-
-class StoreError(Exception):
-    """A store operation could not be completed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,7 +279,7 @@ class Store:
                         t.ItemVersion.item_id == t.Item.id, t.ItemVersion.version == t.Item.version
                     ),
                 )
-                .where(t.Item.stage == stage.value, *_of_school(t.Item.school_id, school_id))
+                .where(t.Item.stage == stage.value, *of_school(t.Item.school_id, school_id))
                 .order_by(t.Item.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True, of=t.Item)
@@ -310,7 +309,7 @@ class Store:
         """
         now = require_utc(now)
         async with self.transaction() as s:
-            query = _due_actions_query(now).where(*_of_school(t.Action.school_id, school_id))
+            query = due_actions_query(now).where(*of_school(t.Action.school_id, school_id))
             rows = list(await s.scalars(query.limit(limit)))
             for row in rows:
                 reason = (
@@ -319,8 +318,8 @@ class Store:
                     else "started"
                 )
                 if row.state == ActionState.RUNNING:
-                    _transition(s, row, ActionState.APPROVED, POLICY_ACTOR, reason, now)
-                _transition(s, row, ActionState.RUNNING, POLICY_ACTOR, "started", now)
+                    transition(s, row, ActionState.APPROVED, POLICY_ACTOR, reason, now)
+                transition(s, row, ActionState.RUNNING, POLICY_ACTOR, "started", now)
                 row.attempts += 1
                 row.lease_until = now + lease
             return [ActionRecord.from_row(r) for r in rows]
@@ -342,7 +341,7 @@ class Store:
             row = await s.get(t.Action, action_id, with_for_update=True)
             if row is None:
                 raise StoreError(f"no action with id {action_id}")
-            _transition(s, row, state, actor, reason, require_utc(now))
+            transition(s, row, state, actor, reason, require_utc(now))
             row.lease_until = None
             row.next_attempt_at = next_attempt_at
             row.last_error = error[:2000] if error else row.last_error
@@ -393,7 +392,7 @@ class Store:
     async def verdict_of(self, item: WorkItem) -> dict[str, Any]:
         """The stored verdict of the item's current version."""
         async with self._sessions() as s:
-            return await _verdict_json(s, item)
+            return await verdict_json(s, item)
 
     # -- escalations ---------------------------------------------------------------------
 
@@ -538,249 +537,3 @@ class Store:
             "actions": {f"{k}:{st}": n for k, st, n in actions},
             "escalations": escalations,
         }
-
-
-class ItemClaim:
-    """Items claimed for one stage; record each result before the claim's transaction commits."""
-
-    def __init__(self, session: AsyncSession, items: list[WorkItem]) -> None:
-        self._s = session
-        self.items = items
-
-    async def _row(self, item: WorkItem) -> t.Item:
-        row = await self._s.get(t.Item, item.id)
-        if row is None:
-            raise StoreError(f"no item with id {item.id}")
-        return row
-
-    async def record_verdict(self, item: WorkItem, verdict: Verdict, now: datetime) -> None:
-        """Store the verdict of the item's current version and move it to decide (or done)."""
-        data = verdict.to_json()
-        self._s.add(
-            t.VerdictRow(
-                item_id=item.id,
-                version=item.version,
-                flags=dumps(data["flags"]),
-                cells=dumps(data["cells"]),
-                tags=dumps(data["tags"]),
-                severity=int(verdict.severity),
-                scores=dumps(data["scores"]),
-                reasons=dumps(data["reasons"]),
-                classified_at=now,
-            )
-        )
-        row = await self._row(item)
-        row.state = ItemState.FLAGGED if verdict.flagged else ItemState.CLEAN
-        row.stage = Stage.DECIDE if verdict.flagged else Stage.DONE
-        row.updated_at = now
-
-    async def record_decision(
-        self,
-        item: WorkItem,
-        *,
-        severity: int,
-        proposals: Sequence[ProposedAction],
-        response_due: datetime,
-        now: datetime,
-    ) -> int:
-        """Open (or reuse) the item's case and add each proposed action not already there."""
-        case = await self._s.scalar(select(t.Case).where(t.Case.item_id == item.id))
-        if case is None:
-            case = t.Case(
-                school_id=item.school_id,
-                item_id=item.id,
-                status="open",
-                severity=severity,
-                opened_at=now,
-                response_due_at=response_due,
-            )
-            self._s.add(case)
-            await self._s.flush()
-            add_audit(
-                self._s,
-                item.school_id,
-                now,
-                POLICY_ACTOR,
-                "case_opened",
-                "case",
-                case.id,
-                {"item_id": item.id, "severity": severity},
-            )
-        else:
-            case.severity = max(case.severity, severity)
-            case.status, case.closed_at = "open", None
-        existing = set(
-            await self._s.scalars(select(t.Action.kind).where(t.Action.item_id == item.id))
-        )
-        for proposal in proposals:
-            if proposal.kind.value not in existing:
-                await self._add_action(item, case.id, proposal, now)
-        (await self._row(item)).stage = Stage.EVIDENCE
-        return case.id
-
-    async def _add_action(
-        self, item: WorkItem, case_id: int, proposal: ProposedAction, now: datetime
-    ) -> None:
-        state = initial_state(proposal.automatic)
-        row = t.Action(
-            school_id=item.school_id,
-            case_id=case_id,
-            item_id=item.id,
-            kind=proposal.kind.value,
-            state=state.value,
-            automatic=proposal.automatic,
-            route=proposal.route,
-            reason=proposal.reason,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        self._s.add(row)
-        await self._s.flush()
-        self._s.add(
-            t.ActionTransition(
-                action_id=row.id,
-                from_state=None,
-                to_state=state.value,
-                actor=POLICY_ACTOR,
-                reason=proposal.reason,
-                at=now,
-            )
-        )
-
-    async def verdict(self, item: WorkItem) -> dict[str, Any]:
-        """The stored verdict of the item's current version (the classify contract's JSON)."""
-        return await _verdict_json(self._s, item)
-
-    async def parent_text(self, item: WorkItem) -> str | None:
-        """The text of the post this one replies to, when we have it."""
-        if not item.parent_id:
-            return None
-        return await self._s.scalar(
-            select(t.ItemVersion.text)
-            .join(
-                t.Item,
-                and_(t.Item.id == t.ItemVersion.item_id, t.Item.version == t.ItemVersion.version),
-            )
-            .where(
-                t.Item.school_id == item.school_id,
-                t.Item.platform == item.platform,
-                t.Item.external_id == item.parent_id,
-            )
-        )
-
-    async def record_evidence(
-        self, item: WorkItem, capture: Callable[[str], Awaitable[EvidenceRecord]], now: datetime
-    ) -> None:
-        """Append the item's evidence to the school's hash chain and move it to done.
-
-        ``capture(prev_hash)`` writes the files and returns the record; it runs while this
-        transaction holds the chain, so entries can never interleave. Capturing the same
-        version twice is a no-op.
-        """
-        done = await self._s.scalar(
-            select(t.Evidence.id).where(
-                t.Evidence.item_id == item.id, t.Evidence.version == item.version
-            )
-        )
-        if done is None:
-            await _lock_chain(self._s, item.school_id)
-            last = (
-                await self._s.execute(
-                    select(t.Evidence.seq, t.Evidence.entry_hash)
-                    .where(t.Evidence.school_id == item.school_id)
-                    .order_by(t.Evidence.seq.desc())
-                    .limit(1)
-                )
-            ).first()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, "0" * 64)
-            record = await capture(prev)
-            self._s.add(
-                t.Evidence(
-                    school_id=item.school_id,
-                    item_id=item.id,
-                    version=item.version,
-                    seq=seq,
-                    files=dumps([f.__dict__ for f in record.files]),
-                    meta=dumps(dict(record.metadata)),
-                    prev_hash=record.prev_hash,
-                    entry_hash=record.entry_hash,
-                    captured_at=record.captured_at,
-                )
-            )
-        (await self._row(item)).stage = Stage.DONE
-
-
-async def _verdict_json(session: AsyncSession, item: WorkItem) -> dict[str, Any]:
-    row = await session.scalar(
-        select(t.VerdictRow).where(
-            t.VerdictRow.item_id == item.id, t.VerdictRow.version == item.version
-        )
-    )
-    if row is None:
-        raise StoreError(f"item {item.id} version {item.version} has no verdict")
-    return {
-        "flags": json.loads(row.flags),
-        "cells": json.loads(row.cells),
-        "tags": json.loads(row.tags),
-        "severity": row.severity,
-        "scores": json.loads(row.scores),
-        "reasons": json.loads(row.reasons),
-    }
-
-
-async def _lock_chain(session: AsyncSession, school_id: int) -> None:
-    """Serialise appends to one school's evidence chain across processes (PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(7_700_000 + school_id)))
-
-
-def _of_school(column: Any, school_id: int | None) -> tuple[Any, ...]:
-    """A WHERE condition limiting rows to one school, or none when ``school_id`` is None."""
-    return () if school_id is None else (column == school_id,)
-
-
-def _due_actions_query(now: datetime) -> Any:
-    evidence_ready = exists().where(
-        t.Evidence.item_id == t.Action.item_id,
-        t.Item.id == t.Action.item_id,
-        t.Evidence.version == t.Item.version,
-    )
-    due = or_(
-        and_(
-            t.Action.state == ActionState.APPROVED.value,
-            or_(t.Action.next_attempt_at.is_(None), t.Action.next_attempt_at <= now),
-        ),
-        and_(t.Action.state == ActionState.FAILED.value, t.Action.next_attempt_at <= now),
-        and_(t.Action.state == ActionState.RUNNING.value, t.Action.lease_until <= now),
-    )
-    gate = or_(t.Action.kind.not_in(_NEEDS_EVIDENCE), evidence_ready)
-    return (
-        select(t.Action)
-        .where(due, gate)
-        .order_by(t.Action.id)
-        .with_for_update(skip_locked=True, of=t.Action)
-    )
-
-
-def _transition(
-    session: AsyncSession,
-    row: t.Action,
-    target: ActionState,
-    actor: str,
-    reason: str,
-    now: datetime,
-) -> None:
-    source = ActionState(row.state)
-    check_transition(source, target)
-    row.state, row.updated_at = target.value, now
-    session.add(
-        t.ActionTransition(
-            action_id=row.id,
-            from_state=source.value,
-            to_state=target.value,
-            actor=actor,
-            reason=reason,
-            at=now,
-        )
-    )

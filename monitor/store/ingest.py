@@ -12,12 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.base import Post
 from monitor.store import tables as t
-from monitor.store.audit import add_audit
+from monitor.store.audit import POLICY_ACTOR, add_audit
 from monitor.store.convert import dumps
 
 __all__ = ["ItemState", "Stage", "content_hash", "mark_gone", "upsert_posts"]
 
-POLICY_ACTOR = "policy"
 _CHUNK = 500  # ids per IN (...) query
 
 

@@ -38,6 +38,23 @@ _MODERATION = {
 }
 
 
+REASON_QUOTE_LIMIT = 80
+
+
+def describe_reason(reason: Mapping[str, Any]) -> str:
+    """One line of "why flagged": the detector, what it matched (briefly) and the category.
+
+    The escalation renderer leaves reasons out entirely for suspected child imagery.
+    """
+    quoted = " ".join(str(reason.get("text") or "").split())
+    if len(quoted) > REASON_QUOTE_LIMIT:
+        quoted = quoted[: REASON_QUOTE_LIMIT - 1] + "…"
+    what = f'"{quoted}" → ' if quoted else ""
+    return (
+        f"{reason.get('detector')}: {what}{reason.get('flag') or '-'} / {reason.get('cell') or '-'}"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExecutorSettings:
     """What the executor needs from config."""
@@ -157,10 +174,7 @@ class Executor:
         verdict: Mapping[str, Any],
         routes: Sequence[str],
     ) -> EscalationSubject:
-        reasons = tuple(
-            f"{r.get('detector')}: {r.get('flag') or '-'} / {r.get('cell') or '-'}"
-            for r in verdict["reasons"]
-        )
+        reasons = tuple(describe_reason(r) for r in verdict["reasons"])
         return EscalationSubject(
             escalation_key=key,
             school=self.settings.school_name,

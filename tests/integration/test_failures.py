@@ -228,7 +228,13 @@ async def test_running_an_escalation_twice_sends_one_email(
     app = await app_for(settings, clock)
     try:
         await app.run_once()
-        assert len(outbox(settings)) == 1
+        (sent,) = outbox(settings)
+        email = message_from_bytes((settings.state_dir / "outbox" / sent).read_bytes())
+        body = next(p for p in email.walk() if p.get_content_type() == "text/plain")
+        assert (
+            '"our little secret" → safeguarding / contact.sexual'
+            in body.get_payload(decode=True).decode()
+        )
         # a crash after sending but before recording "done": the lease expires, it runs again
         async with app.store.transaction() as s:
             await s.execute(

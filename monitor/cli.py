@@ -68,11 +68,11 @@ def run(config_path: Path, once: bool) -> None:
     """Run the daemon (as the systemd service does)."""
     settings = _settings(config_path)
     _logging(settings)
-    from monitor.daemon import Daemon, SchemaOutOfDate
+    from monitor.daemon import Daemon, DatabaseUnreachable, SchemaOutOfDate
 
     try:
         status = _run(Daemon(settings).run(once=once))
-    except SchemaOutOfDate as err:
+    except (SchemaOutOfDate, DatabaseUnreachable) as err:
         click.echo(f"{settings.path}: database: {err}", err=True)
         raise SystemExit(1) from None
     except ConfigError as err:  # problems only found while building (e.g. a broken lexicon)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from monitor.app import App, SchemaOutOfDate, build_app, purge_expired, utcnow
 from monitor.config import Settings
@@ -21,7 +23,14 @@ from monitor.scheduler import build_scheduler
 from monitor.sdnotify import Notifier
 from monitor.supervisor import Supervisor, wait_for_stop
 
-__all__ = ["Daemon", "SchemaOutOfDate"]
+__all__ = ["Daemon", "DatabaseUnreachable", "SchemaOutOfDate"]
+
+STARTUP_RETRY = RetryPolicy(base=1.0, factor=2.0, cap=15.0, max_attempts=6, retry_on=(Exception,))
+
+
+class DatabaseUnreachable(Exception):
+    """The database could not be reached at start-up, even after retrying."""
+
 
 log = get_logger(__name__)
 
@@ -35,20 +44,20 @@ class Daemon:
         *,
         clock: Callable[[], datetime] = utcnow,
         notifier: Notifier | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.notifier = notifier or Notifier()
+        self.sleep = sleep
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
 
     async def run(self, *, once: bool = False) -> int:
         """Run until stopped (or, with ``once``, poll every source once and drain); exit status."""
-        app = await build_app(self.settings, clock=self.clock)
+        app = await self._open()
         try:
-            if (
-                app.store.sqlite
-            ):  # one process per SQLite database: any running action is ours, orphaned
+            if app.store.sqlite:  # one process per SQLite file: a running action is an orphan
                 await app.store.release_leases(self.clock())
             if once:
                 results = await app.run_once()
@@ -57,6 +66,28 @@ class Daemon:
             return await self._serve(app)
         finally:
             await app.close()
+
+    async def _open(self) -> App:
+        """Build the app, waiting out a database that is briefly unreachable (a reboot, say).
+
+        Raises DatabaseUnreachable once ``STARTUP_RETRY`` gives up; systemd restarts us.
+        """
+        attempts = 0
+        while True:
+            try:
+                return await build_app(self.settings, clock=self.clock)
+            except (OSError, OperationalError, InterfaceError) as err:
+                attempts += 1
+                delay = STARTUP_RETRY.next_delay(attempts, err)
+                if delay is None:
+                    raise DatabaseUnreachable(f"{type(err).__name__}: {err}") from err
+                log.warning(
+                    "database_unreachable",
+                    attempts=attempts,
+                    retry_in=round(delay, 1),
+                    error=type(err).__name__,
+                )
+                await self.sleep(delay)
 
     def request_stop(self) -> None:
         """Ask the daemon to drain and exit (the signal handler calls only this)."""

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -147,3 +148,20 @@ async def test_run_refuses_an_unmigrated_database(
         assert "vigil db upgrade" in str(err)
     else:
         raise AssertionError("an unmigrated database must be refused")
+
+
+async def test_a_database_that_stays_unreachable_is_retried_then_reported(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from monitor.daemon import DatabaseUnreachable
+
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    settings = make_settings(database={"url": "postgresql+asyncpg://vigil@127.0.0.1:1/none"})
+    with capture_logs() as logs, pytest.raises(DatabaseUnreachable, match="127.0.0.1"):
+        await Daemon(settings, sleep=no_wait).run(once=True)
+    assert len(waits) == 5 and waits == sorted(waits)  # backed off, then gave up
+    assert [e["event"] for e in logs].count("database_unreachable") == 5

@@ -272,6 +272,8 @@ def _pipeline(
         classify_batch_size=settings.classifier.batch_size,
         classify_timeout=settings.classifier.timeout,
         act=executor.run_batch,
+        alert=executor.alert_admin,
+        hold_after=settings.daemon.item_max_failures,
     )
 
 

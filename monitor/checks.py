@@ -7,7 +7,7 @@ from monitor.config import ConfigError, Settings
 from monitor.registry import RegistryError, connector_class
 from monitor.store import Store
 
-__all__ = ["resume_source", "run_checks", "source_health", "static_problems"]
+__all__ = ["requeue_held", "resume_source", "run_checks", "source_health", "static_problems"]
 
 
 def static_problems(settings: Settings) -> list[str]:
@@ -88,5 +88,14 @@ async def resume_source(settings: Settings, name: str) -> bool:
                 await store.resume_source(state.id, "cli", utcnow())
                 return True
         return False
+    finally:
+        await store.close()
+
+
+async def requeue_held(settings: Settings) -> int:
+    """Send every held item back to the stage it failed at."""
+    store = Store.open(settings.database_url())
+    try:
+        return await store.requeue_held(actor="cli", now=utcnow())
     finally:
         await store.close()

@@ -198,3 +198,20 @@ def sources_resume(config_path: Path, name: str) -> None:
         click.echo(f"no source called {name!r} has been polled yet", err=True)
         raise SystemExit(2)
     click.echo(f"source {name} resumed")
+
+
+@main.group()
+def items() -> None:
+    """Items that need a person's help."""
+
+
+@items.command("requeue")
+@config_option
+def items_requeue(config_path: Path) -> None:
+    """Send items held after repeated failures back through the stage they failed at."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.checks import requeue_held
+
+    count = _run(requeue_held(settings))
+    click.echo(f"{count} held item(s) sent back through the pipeline")

@@ -240,6 +240,7 @@ class DaemonSettings:
     tick: Seconds = 5.0  # how often idle stage workers look for work
     batch_size: Annotated[int, Field(ge=1, le=5000)] = 100
     poll_timeout: Seconds = 300.0
+    item_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -151,7 +151,7 @@ class Daemon:
             counts = await app.store.pending_counts()
             self.notifier.status(
                 f"classify={counts.get('classify', 0)} decide={counts.get('decide', 0)} "
-                f"evidence={counts.get('evidence', 0)} "
+                f"evidence={counts.get('evidence', 0)} held={counts.get('held', 0)} "
                 f"actions_due={counts.get('actions_approved', 0)}"
             )
             await wait_for_stop(self.stop, interval)

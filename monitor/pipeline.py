@@ -8,9 +8,11 @@ item stages between them and ``drain``, which runs every stage until nothing is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from actions.evidence import EvidenceRecord, EvidenceSubject, EvidenceWriter
@@ -20,7 +22,7 @@ from classifiers.base import Input, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 from connectors.base import Capability, SourceKind
 from monitor.logging import get_logger
-from monitor.store import Stage, Store, WorkItem
+from monitor.store import ItemClaim, Stage, Store, WorkItem
 
 __all__ = ["Pipeline", "StageCounts", "verdict_from_json", "verdict_summary"]
 
@@ -59,6 +61,8 @@ class Pipeline:
     classify_batch_size: int = 64
     classify_timeout: float = 120.0
     act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
+    alert: Callable[..., Awaitable[None]] | None = None  # tells the admin when an item is held
+    hold_after: int = 5
     counts: StageCounts = field(default_factory=StageCounts)
 
     async def classify_batch(self) -> int:
@@ -68,26 +72,36 @@ class Pipeline:
         ) as claim:
             if not claim.items:
                 return 0
-            inputs = [_input(item) for item in claim.items]
-            async with asyncio.timeout(self.classify_timeout):
-                verdicts = await asyncio.to_thread(self.classifier.classify_many, inputs)
-            now = self.clock()
-            for item, verdict in zip(claim.items, verdicts, strict=True):
-                await claim.record_verdict(item, verdict, now)
+            try:
+                verdicts: list[Verdict] | None = await self._classify(claim.items)
+            except Exception:  # find the item that fails by classifying one at a time
+                verdicts = None
+            by_id = dict(zip((i.id for i in claim.items), verdicts or [], strict=False))
+
+            async def classify_one(item: WorkItem) -> None:
+                verdict = by_id.get(item.id) or (await self._classify([item]))[0]
+                await claim.record_verdict(item, verdict, self.clock())
                 self.counts.flagged += verdict.flagged
-            self.counts.classified += len(claim.items)
-            log.info(
-                "items_classified", count=len(claim.items), flagged=sum(v.flagged for v in verdicts)
-            )
+
+            done = await self._each(claim, Stage.CLASSIFY, classify_one)
+            self.counts.classified += done
+            log.info("items_classified", count=done, failed=len(claim.items) - done)
             return len(claim.items)
+
+    async def _classify(self, items: Sequence[WorkItem]) -> list[Verdict]:
+        async with asyncio.timeout(self.classify_timeout):
+            return await asyncio.to_thread(
+                self.classifier.classify_many, [_input(item) for item in items]
+            )
 
     async def decide_batch(self) -> int:
         """Turn flagged verdicts into a case and proposed actions."""
         async with self.store.claim_items(
             Stage.DECIDE, self.batch_size, school_id=self.school_id
         ) as claim:
-            now = self.clock()
-            for item in claim.items:
+
+            async def decide_one(item: WorkItem) -> None:
+                now = self.clock()
                 verdict = verdict_from_json(await claim.verdict(item))
                 proposals = decide(
                     verdict,
@@ -103,7 +117,8 @@ class Pipeline:
                     response_due=response_due(now, self.policy),
                     now=now,
                 )
-            self.counts.decided += len(claim.items)
+
+            self.counts.decided += await self._each(claim, Stage.DECIDE, decide_one)
             return len(claim.items)
 
     async def evidence_batch(self) -> int:
@@ -111,13 +126,56 @@ class Pipeline:
         async with self.store.claim_items(
             Stage.EVIDENCE, self.batch_size, school_id=self.school_id
         ) as claim:
-            for item in claim.items:
+
+            async def capture_one(item: WorkItem) -> None:
                 verdict = await claim.verdict(item)
                 subject = self._subject(item, verdict, await claim.parent_text(item))
                 now = self.clock()
                 await claim.record_evidence(item, self._capturer(subject, now), now)
-            self.counts.evidenced += len(claim.items)
+
+            self.counts.evidenced += await self._each(claim, Stage.EVIDENCE, capture_one)
             return len(claim.items)
+
+    async def _each(
+        self, claim: ItemClaim, stage: Stage, step: Callable[[WorkItem], Awaitable[None]]
+    ) -> int:
+        """Run ``step`` for each claimed item in its own savepoint; one failing item is
+        counted (and held after ``hold_after`` tries) without undoing the others."""
+        done = 0
+        for item in claim.items:
+            try:
+                async with claim.isolated():
+                    await step(item)
+            except Exception as err:
+                await self._failed(claim, stage, item, err)
+            else:
+                done += 1
+        return done
+
+    async def _failed(self, claim: ItemClaim, stage: Stage, item: WorkItem, err: Exception) -> None:
+        held = await claim.record_failure(
+            item, f"{type(err).__name__}: {err}", self.clock(), hold_after=self.hold_after
+        )
+        # The message may quote the post, so the log gets only the type and where it happened.
+        log.error(
+            "item_failed",
+            stage=stage.value,
+            item_id=item.id,
+            held=held,
+            error=type(err).__name__,
+            at=where(err),
+        )
+        if held and self.alert is not None:
+            await self.alert(
+                key=f"held-{item.id}-v{item.version}",
+                subject=f"An item needs attention (item {item.id})",
+                body=(
+                    f"Vigil could not get item {item.id} through the {stage.value} stage after "
+                    f"{self.hold_after} tries and has set it aside (stage 'held').\n"
+                    f"Error: {type(err).__name__} at {where(err)}.\n\nFix the cause, then run "
+                    "`vigil items requeue` to send held items through again.\n"
+                ),
+            )
 
     def _capturer(
         self, subject: EvidenceSubject, now: datetime
@@ -168,6 +226,15 @@ class Pipeline:
             if done == 0:
                 break
         return total
+
+
+def where(err: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``err``'s traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 def _input(item: WorkItem) -> Input:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,42 @@ class ItemClaim:
         self._s = session
         self.items = items
 
+    @asynccontextmanager
+    async def isolated(self) -> AsyncIterator[None]:
+        """A savepoint: if one item's work fails, only that item's writes are undone."""
+        async with self._s.begin_nested():
+            yield
+
+    async def record_failure(
+        self, item: WorkItem, error: str, now: datetime, *, hold_after: int
+    ) -> bool:
+        """Count a failed try at this item's stage; after ``hold_after`` tries, hold it for a
+        person (stage ``held``). Returns True when the item was held just now."""
+        row = await self._row(item)
+        row.failures += 1
+        row.last_error = error[:2000]
+        row.updated_at = now
+        if row.failures < hold_after:
+            return False
+        row.held_from, row.stage = row.stage, Stage.HELD.value
+        add_audit(
+            self._s,
+            item.school_id,
+            now,
+            POLICY_ACTOR,
+            "item_held",
+            "item",
+            item.id,
+            {"stage": row.held_from, "failures": row.failures},
+        )
+        return True
+
+    async def _advance(self, item: WorkItem, stage: Stage, now: datetime) -> t.Item:
+        row = await self._row(item)
+        row.stage, row.updated_at = stage.value, now
+        row.failures, row.last_error = 0, None
+        return row
+
     async def _row(self, item: WorkItem) -> t.Item:
         row = await self._s.get(t.Item, item.id)
         if row is None:
@@ -53,10 +90,8 @@ class ItemClaim:
                 classified_at=now,
             )
         )
-        row = await self._row(item)
+        row = await self._advance(item, Stage.DECIDE if verdict.flagged else Stage.DONE, now)
         row.state = ItemState.FLAGGED if verdict.flagged else ItemState.CLEAN
-        row.stage = Stage.DECIDE if verdict.flagged else Stage.DONE
-        row.updated_at = now
 
     async def record_decision(
         self,
@@ -99,7 +134,7 @@ class ItemClaim:
         for proposal in proposals:
             if proposal.kind.value not in existing:
                 await self._add_action(item, case.id, proposal, now)
-        (await self._row(item)).stage = Stage.EVIDENCE
+        await self._advance(item, Stage.EVIDENCE, now)
         return case.id
 
     async def _add_action(
@@ -192,4 +227,4 @@ class ItemClaim:
                     captured_at=record.captured_at,
                 )
             )
-        (await self._row(item)).stage = Stage.DONE
+        await self._advance(item, Stage.DONE, now)

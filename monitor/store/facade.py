@@ -442,6 +442,16 @@ class Store:
                     {"recipients": len(json.loads(row.recipients))},
                 )
 
+    async def requeue_held(self, *, actor: str, now: datetime) -> int:
+        """Send every held item back to the stage it failed at (after the cause is fixed)."""
+        async with self.transaction() as s:
+            rows = list(await s.scalars(select(t.Item).where(t.Item.stage == Stage.HELD.value)))
+            for row in rows:
+                row.stage, row.held_from = row.held_from or Stage.CLASSIFY.value, None
+                row.failures, row.updated_at = 0, now
+                add_audit(s, row.school_id, now, actor, "item_requeued", "item", row.id, {})
+            return len(rows)
+
     # -- retention -----------------------------------------------------------------------
 
     async def purge_expired(

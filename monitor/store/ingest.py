@@ -27,6 +27,7 @@ class Stage(StrEnum):
     DECIDE = "decide"
     EVIDENCE = "evidence"
     DONE = "done"
+    HELD = "held"  # failed too often at a stage: waits for a person, never silently dropped
 
 
 class ItemState(StrEnum):
@@ -126,6 +127,7 @@ def _item_row(source: t.Source, post: Post, now: datetime) -> t.Item:
         version=1,
         state=ItemState.NEW.value,
         stage=Stage.CLASSIFY.value,
+        failures=0,
         updated_at=now,
     )
 
@@ -148,7 +150,7 @@ def _add_version(session: AsyncSession, row: t.Item, post: Post, now: datetime) 
     row.version += 1
     session.add(_version_row(row.id, row.version, post, now))
     row.state, row.stage, row.updated_at = ItemState.NEW.value, Stage.CLASSIFY.value, now
-    row.gone_at = None
+    row.gone_at, row.failures, row.last_error = None, 0, None
 
 
 async def mark_gone(

@@ -94,7 +94,10 @@ class Item(Base):
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))  # new | clean | flagged
-    stage: Mapped[str] = mapped_column(String(20))  # classify | decide | evidence | done
+    stage: Mapped[str] = mapped_column(String(20))  # classify | decide | evidence | done | held
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed tries at the current stage
+    last_error: Mapped[str | None] = mapped_column(Text)
+    held_from: Mapped[str | None] = mapped_column(String(20))  # the stage a held item failed at
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -283,3 +283,51 @@ async def test_a_broken_school_lexicon_refuses_to_start(
     await upgrade(settings.database_url())
     with pytest.raises(ConfigError, match=r"classifier\.rules"):
         await build_app(settings)
+
+
+class PoisonedClassifier:
+    """Wraps the real classifier; any text containing POISON makes it raise."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.enabled, self.skipped = real.enabled, real.skipped
+
+    def classify_many(self, items: list[Any]) -> list[Any]:
+        if any("POISON" in i.text for i in items):
+            raise RuntimeError("detector crashed on this text: POISON")  # message quotes the post
+        return list(self.real.classify_many(items))
+
+
+async def test_a_poison_item_is_held_without_blocking_the_others(
+    make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        sources=[replay_source(tmp_path, a="Great sports day", b="POISON pill", c="Lovely choir")],
+        daemon={"item_max_failures": 3},
+    )
+    app = await app_for(settings, clock)
+    app.pipeline.classifier = PoisonedClassifier(app.classifier)  # type: ignore[assignment]
+    try:
+        with capture_logs() as logs:
+            await app.run_once()
+        summary = await app.store.summary()
+        assert summary["verdicts"] == 2  # the healthy items went through at once
+        for _ in range(2):
+            await app.pipeline.drain()
+        counts = await app.store.pending_counts()
+        assert counts.get("held") == 1 and counts.get("classify", 0) == 0
+        assert not [e for e in logs if "POISON" in json.dumps(e, default=str)]  # no text in logs
+        (alert,) = outbox(settings)
+        assert (
+            "vigil items requeue"
+            in message_from_bytes(
+                (settings.state_dir / "outbox" / alert).read_bytes()
+            ).get_payload()
+        )
+        # once the cause is fixed, the held item goes through
+        app.pipeline.classifier = app.classifier
+        assert await app.store.requeue_held(actor="test", now=clock()) == 1
+        await app.pipeline.drain()
+        assert (await app.store.summary())["verdicts"] == 3
+    finally:
+        await app.close()

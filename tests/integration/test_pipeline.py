@@ -161,7 +161,7 @@ async def test_a_database_that_stays_unreachable_is_retried_then_reported(
         waits.append(seconds)
 
     settings = make_settings(database={"url": "postgresql+asyncpg://vigil@127.0.0.1:1/none"})
-    with capture_logs() as logs, pytest.raises(DatabaseUnreachable, match="127.0.0.1"):
+    with capture_logs() as logs, pytest.raises(DatabaseUnreachable, match=r"127\.0\.0\.1"):
         await Daemon(settings, sleep=no_wait).run(once=True)
     assert len(waits) == 5 and waits == sorted(waits)  # backed off, then gave up
     assert [e["event"] for e in logs].count("database_unreachable") == 5

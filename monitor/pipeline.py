@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,25 +24,10 @@ from connectors.base import Capability, SourceKind
 from monitor.logging import get_logger
 from monitor.store import ItemClaim, Stage, Store, WorkItem
 
-__all__ = ["Pipeline", "StageCounts", "verdict_from_json", "verdict_summary"]
+__all__ = ["Pipeline", "verdict_from_json", "verdict_summary", "where"]
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
-
-
-@dataclass(kw_only=True)
-class StageCounts:
-    """Running totals of what the stages did (for the demo summary and status lines)."""
-
-    classified: int = 0
-    flagged: int = 0
-    decided: int = 0
-    evidenced: int = 0
-    actions: int = 0
-
-    def total(self) -> int:
-        """All work done."""
-        return self.classified + self.decided + self.evidenced + self.actions
 
 
 @dataclass(kw_only=True)
@@ -63,7 +48,6 @@ class Pipeline:
     act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
     alert: Callable[..., Awaitable[None]] | None = None  # tells the admin when an item is held
     hold_after: int = 5
-    counts: StageCounts = field(default_factory=StageCounts)
 
     async def classify_batch(self) -> int:
         """Classify one batch of new items (in a worker thread: spaCy is CPU-bound)."""
@@ -81,10 +65,8 @@ class Pipeline:
             async def classify_one(item: WorkItem) -> None:
                 verdict = by_id.get(item.id) or (await self._classify([item]))[0]
                 await claim.record_verdict(item, verdict, self.clock())
-                self.counts.flagged += verdict.flagged
 
             done = await self._each(claim, Stage.CLASSIFY, classify_one)
-            self.counts.classified += done
             log.info("items_classified", count=done, failed=len(claim.items) - done)
             return len(claim.items)
 
@@ -118,7 +100,7 @@ class Pipeline:
                     now=now,
                 )
 
-            self.counts.decided += await self._each(claim, Stage.DECIDE, decide_one)
+            await self._each(claim, Stage.DECIDE, decide_one)
             return len(claim.items)
 
     async def evidence_batch(self) -> int:
@@ -133,14 +115,26 @@ class Pipeline:
                 now = self.clock()
                 await claim.record_evidence(item, self._capturer(subject, now), now)
 
-            self.counts.evidenced += await self._each(claim, Stage.EVIDENCE, capture_one)
+            await self._each(claim, Stage.EVIDENCE, capture_one)
             return len(claim.items)
 
     async def _each(
         self, claim: ItemClaim, stage: Stage, step: Callable[[WorkItem], Awaitable[None]]
     ) -> int:
-        """Run ``step`` for each claimed item in its own savepoint; one failing item is
-        counted (and held after ``hold_after`` tries) without undoing the others."""
+        """Run ``step`` for every claimed item; returns how many succeeded.
+
+        The whole batch runs in one savepoint. If any item raises, that savepoint is undone
+        and the batch is redone one item per savepoint, so the failing item is counted (and
+        held after ``hold_after`` tries) without undoing the others. ``step`` must be safe
+        to repeat: its only side effects outside the transaction are idempotent file writes.
+        """
+        try:
+            async with claim.isolated():
+                for item in claim.items:
+                    await step(item)
+            return len(claim.items)
+        except Exception:  # someone in this batch fails: find out who, one at a time
+            pass
         done = 0
         for item in claim.items:
             try:

@@ -39,6 +39,7 @@ __all__ = [
     "Mailer",
     "OutboxMailer",
     "SmtpMailer",
+    "defang",
     "render_escalation",
 ]
 
@@ -294,7 +295,7 @@ def _facts(subject: EscalationSubject) -> list[tuple[str, str]]:
         ("Categories", ", ".join(subject.cells) or "-"),
         ("Posted", f"{posted:%Y-%m-%d %H:%M} UTC ({uk:%A %d %B %Y %H:%M} UK time)"),
         ("Author", subject.author_handle or "-"),
-        ("Address", _defang(link) if subject.child_imagery else link),
+        ("Address", defang(link) if subject.child_imagery else link),
         ("Reference", subject.escalation_key),
     ]
     if subject.child_imagery:
@@ -402,6 +403,6 @@ def _html_link(url: str) -> str:
     return html.escape(url)
 
 
-def _defang(url: str) -> str:
+def defang(url: str) -> str:
     """Make an address unclickable but still exact for whoever reports it (hxxps, [.])."""
     return re.sub(r"^http", "hxxp", url, flags=re.IGNORECASE).replace(".", "[.]")

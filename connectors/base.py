@@ -15,7 +15,7 @@ This module imports nothing of ours (see DESIGN.md, "Packages").
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -192,6 +192,10 @@ class SourceContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # For tests and the fake platform server: an httpx transport (or, for X, an aiohttp
+    # session) to use instead of the network, and a sleep that does not wait.
+    transport: Any = None
+    sleep: Callable[[float], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:  # never show secrets
         return f"SourceContext(source_name={self.source_name!r}, kind={self.kind.value!r})"

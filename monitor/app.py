@@ -281,6 +281,7 @@ def _executor_settings(settings: Settings, school_id: int) -> ExecutorSettings:
     return ExecutorSettings(
         school_name=settings.school.name,
         school_id=school_id,
+        reports_dir=settings.under_state(Path("reports")),
         dsl_recipients=dsl_recipients(settings),
         admin_recipients=settings.email.admin,
         sender=settings.email.sender,

@@ -12,12 +12,14 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from structlog.contextvars import bound_contextvars
 
 from actions.escalate import EscalationSubject, Mailer, render_escalation
 from actions.policy import ActionKind, escalation_routes
+from actions.report import ReportPackSubject, write_report_pack
 from actions.states import ActionState
 from classifiers.taxonomy import Severity, Tag
 from connectors.base import Capability, Connector, ModerationTarget, NotSupported
@@ -66,6 +68,7 @@ class ExecutorSettings:
     sender: str
     message_domain: str
     base_url: str
+    reports_dir: Path
     batch_size: int = 20
     action_timeout: float = 60.0
 
@@ -99,8 +102,6 @@ class Executor:
         try:
             async with asyncio.timeout(self.settings.action_timeout):
                 result = await self._execute(action)
-        except NotSupported as err:
-            await self._give_up(action, f"not supported here: {err}")
         except Exception as err:  # any failure is retried, then handed to a human
             await self._failed(action, err)
         else:
@@ -116,7 +117,33 @@ class Executor:
         item = await self.store.item(action.item_id)
         if kind is ActionKind.ESCALATE:
             return await self._escalate(action, item)
-        return await self._moderate(kind, item)
+        try:
+            return await self._moderate(kind, item)
+        except NotSupported as err:  # a person has to do it: tell them exactly how
+            return await self._report_pack(action, item, str(err))
+
+    async def _report_pack(self, action: ActionRecord, item: WorkItem, why: str) -> dict[str, Any]:
+        verdict = await self.store.verdict_of(item)
+        subject = ReportPackSubject(
+            key=f"case-{action.case_id}-{action.kind}",
+            school=self.settings.school_name,
+            platform=item.platform,
+            external_id=item.external_id,
+            permalink=item.permalink,
+            author_handle=item.author_handle,
+            posted_at=item.posted_at,
+            flags=tuple(verdict["flags"]),
+            cells=tuple(verdict["cells"]),
+            severity=Severity(int(verdict["severity"])).label,
+            routes=tuple(escalation_routes(verdict_from_json(verdict)))
+            + ((action.route,) if action.route else ()),
+            wanted=action.kind,
+            why_not=why,
+            child_imagery=Tag.CHILD_SEXUAL_IMAGERY.value in verdict["tags"],
+        )
+        path = await asyncio.to_thread(write_report_pack, self.settings.reports_dir, subject)
+        log.info("report_pack_written", kind=action.kind, case_id=action.case_id)
+        return {"supported": False, "detail": why, "report_pack": str(path)}
 
     async def _moderate(self, kind: ActionKind, item: WorkItem) -> dict[str, Any]:
         connector = self.connectors.get(item.source_id)

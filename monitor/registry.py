@@ -24,6 +24,14 @@ __all__ = [
 CONNECTOR_GROUP = "vigil.connectors"
 DEFAULT_CONNECTORS: dict[str, str] = {
     "replay": "connectors.replay:ReplayConnector",
+    "facebook": "connectors.facebook:FacebookConnector",
+    "instagram": "connectors.instagram:InstagramConnector",
+    "x": "connectors.x:XConnector",
+    "youtube": "connectors.youtube:YouTubeConnector",
+    "rss": "connectors.rss:RssConnector",
+    "bluesky": "connectors.bluesky:BlueskyConnector",
+    "mastodon": "connectors.mastodon:MastodonConnector",
+    "reddit": "connectors.reddit:RedditConnector",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,8 +24,10 @@ from connectors.base import (
     Cursor,
     ModerationResult,
     ModerationTarget,
+    Post,
     RateLimited,
     SourceContext,
+    SourceKind,
 )
 from monitor.app import App, build_app, purge_expired
 from monitor.config import ConfigError, Settings
@@ -329,5 +332,41 @@ async def test_a_poison_item_is_held_without_blocking_the_others(
         assert await app.store.requeue_held(actor="test", now=clock()) == 1
         await app.pipeline.drain()
         assert (await app.store.summary())["verdicts"] == 3
+    finally:
+        await app.close()
+
+
+class NoModerationConnector(ScriptedConnector):
+    """A platform with no moderation API at all (like a news site's comments)."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+
+async def test_what_a_platform_cannot_do_becomes_a_report_pack(
+    make_settings: Callable[..., Settings], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.registry as registry
+
+    monkeypatch.setitem(registry.DEFAULT_CONNECTORS, "nomod", f"{__name__}:NoModerationConnector")
+    text = "how old are you? this is our little secret, add me on snap"
+    post = Post(
+        platform="rss",
+        external_id="n1",
+        text=text,
+        created_at=clock(),
+        source_kind=SourceKind.MENTION,
+        permalink="https://forum.example/t/1",
+    )
+    NoModerationConnector.script = [Batch(posts=(post,), cursor=Cursor(value="1"))]
+    settings = make_settings(sources=[{"name": "forum", "platform": "nomod", "kind": "mention"}])
+    app = await app_for(settings, clock)
+    try:
+        await app.run_once()
+        report = next(a for a in await _actions(app) if a.kind == "report")
+        assert report.state == ActionState.DONE and report.result["supported"] is False
+        pack = await asyncio.to_thread(Path(report.result["report_pack"]).read_text)
+        assert "https://forum.example/t/1" in pack and "report or complaints route" in pack
+        assert "CEOP" in pack and "little secret" not in pack  # routes, never the post
+        assert outbox(settings) and not [n for n in outbox(settings) if n.startswith("alert-")]
     finally:
         await app.close()

@@ -34,6 +34,7 @@ log = get_logger(__name__)
 AUTH_PAUSE = "auth_failed"
 RATE_PAUSE = "rate_limited"
 BACKOFF_PAUSE = "backing_off"
+MAX_PAGES_PER_POLL = 1000  # a bound even for a connector that never says it is exhausted
 AlertFn = Callable[..., Awaitable[None]]
 
 
@@ -117,15 +118,14 @@ class Poller:
                 cursor=batch.cursor.value,
                 now=self.clock(),
             )
+            stuck = batch.cursor == cursor and not (batch.posts or batch.rejects or batch.gone)
             pages, cursor = pages + 1, batch.cursor
             new, edited, gone = new + counts.new, edited + counts.edited, gone + counts.gone
             rejected += len(batch.rejects)
             seen += len(batch.posts) + len(batch.rejects) + len(batch.gone)
-            if (
-                batch.exhausted
-                or seen >= self.budget
-                or not (batch.posts or batch.rejects or batch.gone)
-            ):
+            # An empty page may still move the cursor on (an empty thread, say); a page that
+            # neither brings anything nor moves the cursor would loop for ever, so it ends the poll.
+            if batch.exhausted or seen >= self.budget or stuck or pages >= MAX_PAGES_PER_POLL:
                 return PollResult(
                     outcome=PollOutcome.OK,
                     pages=pages,

@@ -370,3 +370,28 @@ async def test_what_a_platform_cannot_do_becomes_a_report_pack(
         assert outbox(settings) and not [n for n in outbox(settings) if n.startswith("alert-")]
     finally:
         await app.close()
+
+
+async def test_paging_goes_on_through_empty_pages_but_not_round_in_circles(
+    make_settings: Callable[..., Settings], scripted: type[ScriptedConnector], clock: Clock
+) -> None:
+    settings = make_settings(sources=[{"name": "s", "platform": "scripted", "kind": "own"}])
+    app = await app_for(settings, clock)
+    post = Post(
+        platform="facebook",
+        external_id="late",
+        text="Lovely concert",
+        created_at=clock(),
+        source_kind=SourceKind.OWN,
+    )
+    try:
+        scripted.script[:] = [
+            Batch(posts=(), cursor=Cursor(value="thread-1"), exhausted=False),  # empty, moved on
+            Batch(posts=(post,), cursor=Cursor(value="thread-2"), exhausted=False),
+            Batch(posts=(), cursor=Cursor(value="thread-2"), exhausted=False),  # no progress
+            Batch(posts=(post,), cursor=Cursor(value="never"), exhausted=True),
+        ]
+        result = (await app.poll_all())["s"]
+        assert (result.pages, result.new) == (3, 1) and len(scripted.script) == 1
+    finally:
+        await app.close()

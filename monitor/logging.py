@@ -33,15 +33,19 @@ __all__ = [
 REDACTED: Final = "[REDACTED]"
 
 # Libraries whose INFO lines are noise, or worse: httpx logs every request URL at INFO, and
-# some platforms (Facebook Graph) put the access token in the query string.
+# some platforms (Facebook Graph) put the access token in the query string; tweepy logs whole
+# request headers, bearer token included, at DEBUG. These stay at WARNING or above always.
 NOISY_LOGGERS: Final = (
+    "aiohttp",
     "aiosqlite",
     "alembic",
     "apscheduler",
     "asyncio",
+    "feedparser",
     "httpcore",
     "httpx",
     "sqlalchemy",
+    "tweepy",
 )
 
 _SECRET_WORD: Final = re.compile(

@@ -252,3 +252,12 @@ def test_get_logger_before_configuration() -> None:
     with capture_logs() as logs:
         get_logger().info("early")
     assert logs[0]["event"] == "early"
+
+
+def test_tweepy_cannot_log_its_request_headers_even_at_debug() -> None:
+    stream = io.StringIO()
+    configure_logging(level="debug", json=True, stream=stream)
+    logging.getLogger("tweepy.asynchronous.client").debug(
+        "Making API request: GET https://api.twitter.com/2/users/me\\nHeaders: {'Authorization': 'Bearer AAAA'}"
+    )
+    assert "AAAA" not in stream.getvalue()

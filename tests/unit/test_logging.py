@@ -258,6 +258,7 @@ def test_tweepy_cannot_log_its_request_headers_even_at_debug() -> None:
     stream = io.StringIO()
     configure_logging(level="debug", json=True, stream=stream)
     logging.getLogger("tweepy.asynchronous.client").debug(
-        "Making API request: GET https://api.twitter.com/2/users/me\\nHeaders: {'Authorization': 'Bearer AAAA'}"
+        "Making API request: GET https://api.twitter.com/2/users/me "
+        "Headers: {'Authorization': 'Bearer AAAA'}"
     )
     assert "AAAA" not in stream.getvalue()

@@ -30,14 +30,12 @@ delete other people's replies; blocking or muting an account is left to a human.
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html.parser import HTMLParser
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,6 +66,7 @@ from connectors.state import (
     track_thread,
     write_state,
 )
+from connectors.text import html_to_text as to_text
 
 __all__ = ["MastodonConnector", "html_to_text", "status_to_post"]
 
@@ -392,52 +391,9 @@ def _media(attachments: Any) -> tuple[Media, ...]:
     return tuple(media)
 
 
-_BREAK_TAGS = {"br"}
-_BLOCK_TAGS = {"p", "li", "blockquote", "pre", "div", "ul", "ol", "h1", "h2", "h3", "h4", "h5"}
-_SKIP_TAGS = {"script", "style"}
-
-
-class _TextExtractor(HTMLParser):
-    """Collects text only: tags are dropped, entities decoded once, nothing is ever rendered."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skipping += 1
-        elif tag in _BREAK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skipping = max(self._skipping - 1, 0)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n\n" if tag == "p" else "\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-    def handle_entityref(self, name: str) -> None:
-        self.handle_data(html.unescape(f"&{name};"))
-
-    def handle_charref(self, name: str) -> None:
-        self.handle_data(html.unescape(f"&#{name};"))
-
-
 def html_to_text(markup: Any) -> str:
     """Plain text from a status's HTML ``content`` (never rendered; entities decoded once)."""
-    if not markup:
-        return ""
-    parser = _TextExtractor()
-    parser.feed(str(markup))
-    parser.close()
-    text = "".join(parser.parts)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return to_text(str(markup)) if markup else ""
 
 
 # -- small helpers ------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -34,9 +34,12 @@ __all__ = [
     "HttpClient",
     "HttpOptions",
     "Response",
+    "backoff_delay",
     "retry_after_seconds",
+    "retry_transient",
 ]
 
+T = TypeVar("T")
 ErrorMapper = Callable[["Response"], ConnectorError | None]
 Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_RATE_LIMIT_WAIT = 60.0
@@ -154,8 +157,7 @@ class HttpClient:
             await self._sleep(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.options.backoff_base * 2.0 ** (attempt - 1), self.options.backoff_cap)
-        return delay * random.uniform(0.8, 1.2)
+        return backoff_delay(attempt, self.options.backoff_base, self.options.backoff_cap)
 
     def _checked(self, response: Response, method: str) -> Response:
         if self._mapper is not None:
@@ -170,6 +172,35 @@ class HttpClient:
                 )
             return response
         raise default_error(response, method)
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with ±20 % jitter for the ``attempt``-th retry (1, 2, ...)."""
+    return min(base * 2.0 ** (attempt - 1), cap) * random.uniform(0.8, 1.2)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    is_transient: Callable[[BaseException], bool],
+    options: HttpOptions,
+    sleep: Sleep | None = None,
+) -> T:
+    """Run ``call``, retrying what ``is_transient`` says is transient, as ``HttpClient`` does.
+
+    For clients that are not ours (tweepy's aiohttp client); everything else is raised at once.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as err:
+            if not is_transient(err) or attempt >= options.retries:
+                raise
+            attempt += 1
+            await (sleep or asyncio.sleep)(
+                backoff_delay(attempt, options.backoff_base, options.backoff_cap)
+            )
 
 
 def default_error(response: Response, method: str = "GET") -> ConnectorError:

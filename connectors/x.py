@@ -55,6 +55,7 @@ from connectors.base import (
     SourceContext,
     SourceKind,
 )
+from connectors.http import HttpOptions, retry_transient
 from connectors.state import (
     MAX_WATCHED_THREADS,
     prune_threads,
@@ -201,6 +202,14 @@ def _wait(reset: int | None, now: datetime) -> float:
     return max(float(reset) - now.timestamp(), 0.0) + 1.0
 
 
+RETRIES = HttpOptions(base_url=API_BASES[0])  # shared retry settings; tweepy owns the URL
+
+
+def _transient(err: BaseException) -> bool:
+    """5xx answers, dropped connections and timeouts are worth another try at once."""
+    return isinstance(err, tweepy.TwitterServerError | aiohttp.ClientConnectionError | TimeoutError)
+
+
 def _mapped(err: Exception, what: str, now: datetime) -> ConnectorError:
     """Our error for a tweepy / aiohttp failure (never with tokens or query strings)."""
     if isinstance(err, tweepy.TooManyRequests):
@@ -308,13 +317,19 @@ class XConnector:
         return self._session
 
     async def _call(self, what: str, call: Callable[[], Awaitable[Any]]) -> str:
-        """Run one tweepy call; return the body text. tweepy does not retry: a 5xx or a
-        dropped connection is ConnectorUnavailable and the poller retries next poll."""
+        """Run one tweepy call (which does not retry by itself) through the shared transient
+        retry; return the body text, or raise our errors."""
         self._client_session()
-        try:
+
+        async def attempt() -> str:
             async with asyncio.timeout(self.timeout):
                 response = await call()
                 return str(await response.text())
+
+        try:
+            return await retry_transient(
+                attempt, is_transient=_transient, options=RETRIES, sleep=self.context.sleep
+            )
         except (tweepy.TweepyException, aiohttp.ClientError, TimeoutError) as err:
             raise _mapped(err, what, self.context.clock()) from err
 

@@ -69,7 +69,18 @@ def context(
         options={"user_id": SCHOOL, **(options or {})},
         secrets={"bearer_token": "app-bearer", **(secrets or {})},
         clock=lambda: now,
+        sleep=WAITS.append_async,
     )
+
+
+class _Waits(list[float]):
+    """Records the backoff waits instead of sleeping."""
+
+    async def append_async(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+WAITS = _Waits()
 
 
 @pytest.fixture
@@ -320,14 +331,27 @@ async def test_forbidden_read_is_auth_failed(make: Callable[..., XConnector], ap
         await make().fetch(Cursor())
 
 
-async def test_server_error_is_unavailable_and_the_same_cursor_succeeds_next_time(
+async def test_a_server_error_is_retried_within_the_call(
     make: Callable[..., XConnector], api: Any
 ) -> None:
-    connector = make()
+    WAITS.clear()
     serve(api, TIMELINE, "error_503_problem.json", status=503)
+    serve(api, TIMELINE, "users_tweets_page2.json")
+    batch = await make().fetch(Cursor())
+    assert [p.external_id for p in batch.posts] == [ROOT_C] and len(WAITS) == 1
+
+
+async def test_server_errors_past_the_retries_are_unavailable_and_the_cursor_stays(
+    make: Callable[..., XConnector], api: Any
+) -> None:
+    WAITS.clear()
+    connector = make()
+    for _ in range(4):  # the first try and three retries
+        serve(api, TIMELINE, "error_503_problem.json", status=503)
     serve(api, TIMELINE, "users_tweets_page2.json")
     with pytest.raises(ConnectorUnavailable, match="HTTP 503"):
         await connector.fetch(Cursor())
+    assert len(WAITS) == 3
     batch = await connector.fetch(Cursor())
     assert [p.external_id for p in batch.posts] == [ROOT_C]
 

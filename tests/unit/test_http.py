@@ -15,7 +15,7 @@ from connectors.base import (
     PayloadInvalid,
     RateLimited,
 )
-from connectors.http import HttpClient, HttpOptions, Response, retry_after_seconds
+from connectors.http import HttpClient, HttpOptions, Response, retry_after_seconds, retry_transient
 from connectors.state import prune_threads, read_state, track_thread, write_state
 
 
@@ -121,3 +121,32 @@ def test_threads_report_what_vanished() -> None:
     assert track_thread(watched, "p1", ["a", "b", "c"]) == []
     assert track_thread(watched, "p1", ["a", "c", "d"]) == ["b"]
     assert prune_threads({"p1": ["a"], "p2": ["b"]}, ["p2"]) == {"p2": ["b"]}
+
+
+async def test_retry_transient_retries_only_what_it_is_told_is_transient() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError
+        return "ok"
+
+    options = HttpOptions(base_url="https://x.test", retries=3)
+    transient = lambda err: isinstance(err, TimeoutError)  # noqa: E731
+    assert (
+        await retry_transient(flaky, is_transient=transient, options=options, sleep=sleep) == "ok"
+    )
+    assert len(waits) == 2
+
+    async def refused() -> str:
+        raise ValueError("not transient")
+
+    with pytest.raises(ValueError):
+        await retry_transient(refused, is_transient=transient, options=options, sleep=sleep)
+    assert len(waits) == 2

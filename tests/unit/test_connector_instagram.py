@@ -307,3 +307,27 @@ async def test_check_and_options(graph: FakeGraph) -> None:
         InstagramConnector.from_context(
             SourceContext(source_name="ig", kind=SourceKind.OWN, account=USER)
         )
+
+
+async def test_incremental_poll_from_the_saved_cursor_sends_nothing_old(graph: FakeGraph) -> None:
+    first_poll_routes(graph)
+    conn = connector(graph)
+    first, cursor = await poll(conn, Cursor())
+    assert MEDIA in posts(first)
+    # A fresh connector (a restarted daemon) resumes from the cursor alone.
+    batches, _ = await poll(connector(graph), cursor)
+    again = posts(batches)
+    # Watched threads are re-read (that is how edits are seen) but nothing is new or changed,
+    # so the store records no new item and no new version; nothing is reported gone.
+    assert set(again) <= set(posts(first))
+    assert all(again[i].text == posts(first)[i].text for i in again)
+    assert not gone(batches)
+
+
+async def test_a_server_error_then_success_is_retried_in_the_call(graph: FakeGraph) -> None:
+    graph.add(f"GET {USER}/media", {"error": {"message": "busy"}}, status=503)
+    graph.add(f"GET {USER}/media", fixture("user_media.json"))
+    graph.add(f"GET {MEDIA}/comments", fixture("media_comments_replies.json"))
+    batches, _ = await poll(connector(graph), Cursor())
+    assert MEDIA in posts(batches)
+    assert graph.paths().count(f"GET {USER}/media") == 2

@@ -183,28 +183,60 @@ class EmailSettings:
     password_credential: str = ""
     sender: str = "vigil@localhost"
     dsl: tuple[str, ...] = ()
+    deputy_dsl: tuple[str, ...] = ()  # escalations nobody acknowledged are re-sent to these
+    moderators: tuple[str, ...] = ()  # the daily digest of open items goes to these
     admin: tuple[str, ...] = ()
     outbox_dir: Path = Path("outbox")  # relative paths are under the state directory
     timeout: Seconds = 30.0
+    resend_after_hours: Annotated[float, Field(gt=0)] = 4.0
+    digest_hour: Annotated[int, Field(ge=0, le=23)] = 7  # UK time
+    excerpt: Literal["full", "redacted", "none"] = "full"  # how much post text the DSL email quotes
     message_domain: str = "vigil.invalid"
     password: Secret | None = None  # resolved; not in TOML
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvidenceSettings:
-    """Where evidence is kept and the font its cards are drawn with."""
+    """Where evidence is kept, how cards are rendered and which media may be fetched."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
     dir: Path = Path("evidence")  # relative paths are under the state directory
     font_path: Path | None = None  # default: DejaVu Sans when installed, else Pillow's own
+    renderer: Literal["auto", "chromium", "pillow"] = "auto"  # auto: Chromium if it starts
+    chromium_path: Path = Path("/usr/bin/chromium")
+    render_timeout: Seconds = 30.0
+    render_concurrency: Annotated[int, Field(ge=1, le=8)] = 2
+    live_capture: bool = False  # also screenshot the permalink itself (off by default)
+    storage_state: Path | None = None  # browser session for logged-in live captures
+    media_hosts: tuple[str, ...] = (
+        "scontent.xx.fbcdn.net",
+        "fbcdn.net",
+        "cdninstagram.com",
+        "pbs.twimg.com",
+        "video.twimg.com",
+        "yt3.ggpht.com",
+        "i.ytimg.com",
+        "cdn.bsky.app",
+        "files.mastodon.social",
+        "i.redd.it",
+        "preview.redd.it",
+    )  # media is fetched only from these hosts (and their subdomains)
+    media_max_bytes: Annotated[int, Field(ge=1)] = 10_000_000
+    media_timeout: Seconds = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
-    """The review web app, as far as other parts need it today: its address for links."""
+    """The web app: where it listens, its address for links, and the key that signs them."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
     base_url: str = "http://127.0.0.1:8080"
+    secret_env: str = ""  # signs acknowledgement links (and, later, sessions)
+    secret_file: str = ""
+    secret_credential: str = ""
+    secret: Secret | None = None  # resolved; not in TOML
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,7 +319,7 @@ class Settings:
 
 
 _ADAPTER: TypeAdapter[Settings] = TypeAdapter(Settings)
-_RESOLVED_ONLY = {"secrets", "password", "path"}
+_RESOLVED_ONLY = {"secrets", "password", "secret", "path"}
 
 
 def load_settings(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Settings:
@@ -326,7 +358,7 @@ def parse_settings(
 
 def _leaked_keys(data: Mapping[str, Any]) -> list[str]:
     leaked = [k for k in _RESOLVED_ONLY if k in data]
-    for section in ("email",):
+    for section in ("email", "web"):
         leaked += [f"{section}.{k}" for k in _RESOLVED_ONLY if k in data.get(section, {})]
     for i, source in enumerate(data.get("sources", [])):
         if isinstance(source, Mapping) and "secrets" in source:
@@ -384,6 +416,8 @@ def _resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Settings, list
     problems += _check_unique(sources, settings.accounts)
     email_pw, more = _secret(settings.email, "password", env, "email")
     problems += more
+    web_secret, more = _secret(settings.web, "secret", env, "web")
+    problems += more
     if settings.database.url_env and not env.get(settings.database.url_env):
         problems.append(
             f"database.url_env: environment variable {settings.database.url_env} is not set"
@@ -393,6 +427,7 @@ def _resolve(settings: Settings, env: Mapping[str, str]) -> tuple[Settings, list
         school=school,
         sources=tuple(sources),
         email=replace(settings.email, password=email_pw),
+        web=replace(settings.web, secret=web_secret),
     )
     return settings, problems
 

@@ -20,7 +20,7 @@ from monitor.registry import connector_class, connector_names
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
-RESOLVED_ONLY = {"secrets", "password", "session_secret", "path"}  # set by Vigil, never in TOML
+RESOLVED_ONLY = {"secrets", "password", "secret", "path"}  # set by Vigil, never in TOML
 _COMMENTED_SETTING = re.compile(r"^(\s*)#\s?(?=[a-z_][a-z0-9_]*\s*=)", re.MULTILINE)
 
 # Where each settings dataclass lives in the file; [[tables]] are checked on their first entry.

@@ -47,6 +47,7 @@ _UK = ZoneInfo("Europe/London")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*")
 _MAX_TEXT_CHARS = 5000
+_REDACTED_CHARS = 1000
 _MAX_HEADER_CHARS = 200
 
 ROUTE_GUIDANCE: Mapping[str, str] = MappingProxyType(
@@ -131,6 +132,11 @@ class EscalationSubject:
     routes: tuple[str, ...]
     child_imagery: bool
     case_url: str | None
+    ack_url: str | None = None  # a signed link that acknowledges the escalation
+    actions_taken: tuple[str, ...] = ()  # what Vigil has done or will do about the post
+    excerpt: str = "full"  # "full", "redacted" (matched words masked) or "none"
+    redact_spans: tuple[tuple[int, int], ...] = ()  # [start, end) of what the detectors matched
+    resent_note: str | None = None  # set when re-sent to deputies: who had it, since when
 
 
 def render_escalation(
@@ -242,8 +248,13 @@ class SmtpMailer:
 
 
 def _subject_line(subject: EscalationSubject) -> str:
+    """Severity and category only: never a word of the post, nothing graphic."""
     flags = ", ".join(subject.flags) or "safeguarding"
-    return _header_text(f"[Vigil] Safeguarding concern: {flags} on {subject.platform}")
+    resent = "not acknowledged, " if subject.resent_note else ""
+    return _header_text(
+        f"[Vigil] {resent}{subject.severity.capitalize()}: {flags} on {subject.platform} "
+        f"({subject.escalation_key})"
+    )
 
 
 def _header_text(value: str) -> str:
@@ -313,39 +324,78 @@ def _guidance(subject: EscalationSubject) -> list[str]:
 
 
 def _post_text(subject: EscalationSubject) -> str | None:
-    if subject.child_imagery:
+    if subject.child_imagery or subject.excerpt == "none":
         return None
-    text = visible_text(subject.text)
-    if len(text) > _MAX_TEXT_CHARS:
+    text = subject.text
+    if subject.excerpt == "redacted":
+        text = _redacted(text, subject.redact_spans)
+    text = visible_text(text)
+    limit = _REDACTED_CHARS if subject.excerpt == "redacted" else _MAX_TEXT_CHARS
+    if len(text) > limit:
         note = f"\n[truncated: {len(subject.text)} characters in all; the full text is in the case]"
-        text = text[:_MAX_TEXT_CHARS] + note
+        text = text[:limit] + note
     return text
+
+
+def _redacted(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """The text with every matched span masked, so the DSL sees context but not the words."""
+    chars = list(text)
+    for start, end in spans:
+        for i in range(max(start, 0), min(end, len(chars))):
+            if not chars[i].isspace():
+                chars[i] = "\u2588"
+    return "".join(chars)
+
+
+def _quote_heading(subject: EscalationSubject) -> str:
+    if subject.excerpt == "redacted":
+        return "The post, with the words that were flagged masked:"
+    return "The post, quoted exactly (it may be distressing):"
+
+
+def _no_quote_note(subject: EscalationSubject) -> str | None:
+    if subject.excerpt == "none" and not subject.child_imagery:
+        return "The post is not quoted in email (excerpt = none): open the case to read it."
+    return None
 
 
 def _plain_body(subject: EscalationSubject) -> str:
     parts = [_CHILD_IMAGERY_WARNING if subject.child_imagery else _INTRO, ""]
+    if subject.resent_note:
+        parts += [visible_text(subject.resent_note, keep_newlines=False), ""]
     parts += [f"{label}: {value}" for label, value in _facts(subject)]
     parts += ["", "Why Vigil flagged it:"]
     if subject.child_imagery:
         parts.append(_NO_TEXT_NOTE)
     else:
         parts += [f"- {visible_text(r, keep_newlines=False)}" for r in subject.reasons] or ["-"]
+    if subject.actions_taken:
+        parts += ["", "What Vigil has done:"]
+        parts += [f"- {visible_text(a, keep_newlines=False)}" for a in subject.actions_taken]
     guidance = _guidance(subject)
     if guidance:
         parts += ["", "What to do next:", *(f"- {g}" for g in guidance)]
     text = _post_text(subject)
     if text is not None:
-        parts += ["", "The post, quoted exactly (it may be distressing):", ""]
+        parts += ["", _quote_heading(subject), ""]
         parts += [f"> {line}" for line in text.split("\n")]
-    parts += ["", _case_line(subject)]
+    note = _no_quote_note(subject)
+    if note:
+        parts += ["", note]
+    parts += ["", *_case_lines(subject)]
     return "\n".join(parts) + "\n"
 
 
-def _case_line(subject: EscalationSubject) -> str:
+def _case_lines(subject: EscalationSubject) -> list[str]:
+    lines = []
+    if subject.ack_url:
+        url = visible_text(subject.ack_url, keep_newlines=False)
+        lines.append(f"Acknowledge that you have seen this (one click, then confirm): {url}")
     if subject.case_url:
-        url = visible_text(subject.case_url, keep_newlines=False)
-        return f"Open the case to acknowledge it: {url}"
-    return "Acknowledge this escalation in the Vigil review app."
+        lines.append(f"The case: {visible_text(subject.case_url, keep_newlines=False)}")
+    if not subject.ack_url:
+        lines.append("Acknowledge this escalation in Vigil: `vigil escalations ack ID --by NAME`.")
+    return lines
 
 
 def _html_body(subject: EscalationSubject) -> str:
@@ -362,6 +412,11 @@ def _html_body(subject: EscalationSubject) -> str:
         "<h3>Why Vigil flagged it</h3>",
         _html_reasons(subject),
     ]
+    if subject.resent_note:
+        parts.insert(1, f"<p><strong>{esc(visible_text(subject.resent_note))}</strong></p>")
+    if subject.actions_taken:
+        items = "".join(f"<li>{esc(visible_text(a))}</li>" for a in subject.actions_taken)
+        parts += ["<h3>What Vigil has done</h3>", f"<ul>{items}</ul>"]
     guidance = _guidance(subject)
     if guidance:
         items = "".join(f"<li>{esc(g)}</li>" for g in guidance)
@@ -369,9 +424,12 @@ def _html_body(subject: EscalationSubject) -> str:
     text = _post_text(subject)
     if text is not None:
         parts += [
-            "<h3>The post, quoted exactly (it may be distressing)</h3>",
+            f"<h3>{esc(_quote_heading(subject).rstrip(':'))}</h3>",
             f"<pre style='white-space:pre-wrap'>{esc(text)}</pre>",
         ]
+    note = _no_quote_note(subject)
+    if note:
+        parts.append(f"<p>{esc(note)}</p>")
     parts += [f"<p>{_html_case(subject)}</p>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
@@ -391,9 +449,11 @@ def _html_value(label: str, value: str, subject: EscalationSubject) -> str:
 
 
 def _html_case(subject: EscalationSubject) -> str:
-    if not subject.case_url:
-        return "Acknowledge this escalation in the Vigil review app."
-    return "Open the case to acknowledge it: " + _html_link(visible_text(subject.case_url))
+    lines = []
+    for line in _case_lines(subject):
+        label, sep, url = line.rpartition(": ")
+        lines.append(html.escape(label) + sep + _html_link(url) if sep else html.escape(line))
+    return "<br>".join(lines)
 
 
 def _html_link(url: str) -> str:

@@ -57,6 +57,7 @@ class Capability(StrEnum):
     UNHIDE = "unhide"
     DELETE = "delete"
     REPORT = "report"
+    REPLY = "reply"  # post a public reply (e.g. explaining a removal) under the same thread
 
 
 def require_utc(value: datetime, what: str = "datetime") -> datetime:
@@ -150,6 +151,7 @@ class ModerationTarget:
     parent_id: str | None = None
     thread_id: str | None = None
     account: str | None = None
+    text: str | None = None  # the message, for REPLY
 
 
 class ConnectorError(Exception):

@@ -282,6 +282,8 @@ def _executor_settings(settings: Settings, school_id: int) -> ExecutorSettings:
         school_name=settings.school.name,
         school_id=school_id,
         reports_dir=settings.under_state(Path("reports")),
+        outbox_dir=settings.under_state(settings.email.outbox_dir),
+        excerpt=settings.email.excerpt,
         dsl_recipients=dsl_recipients(settings),
         admin_recipients=settings.email.admin,
         sender=settings.email.sender,

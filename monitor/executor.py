@@ -17,7 +17,7 @@ from typing import Any
 
 from structlog.contextvars import bound_contextvars
 
-from actions.escalate import EscalationSubject, Mailer, render_escalation
+from actions.escalate import EscalationSubject, Mailer, OutboxMailer, render_escalation
 from actions.policy import ActionKind, escalation_routes
 from actions.report import ReportPackSubject, write_report_pack
 from actions.states import ActionState
@@ -41,6 +41,17 @@ _MODERATION = {
 
 
 REASON_QUOTE_LIMIT = 80
+_DOING = {
+    "hide": "hidden on the platform",
+    "unhide": "shown again on the platform",
+    "delete": "deleted from the platform",
+    "report": "reported (or a report pack written for a person to file)",
+    "review": "reviewed by a moderator",
+}
+# An escalation is never given up: a mail server that is down for a day delays it, never loses
+# it. After this many failed tries the admin is told (and the alert kept locally if need be).
+ESCALATION_RETRY = RetryPolicy(base=30.0, factor=2.0, cap=900.0, max_attempts=None)
+ESCALATION_ALERT_AFTER = 3
 
 
 def describe_reason(reason: Mapping[str, Any]) -> str:
@@ -57,6 +68,23 @@ def describe_reason(reason: Mapping[str, Any]) -> str:
     )
 
 
+def describe_action(action: ActionRecord) -> str:
+    """What Vigil has done, or will do, about a post: one line for the DSL email."""
+    what = _DOING.get(action.kind, action.kind)
+    if action.state == ActionState.DONE.value:
+        return f"{action.kind}: done ({what})"
+    if action.state in (
+        ActionState.APPROVED.value,
+        ActionState.RUNNING.value,
+        ActionState.FAILED.value,
+    ):
+        when = " once the evidence is captured" if action.kind in ("hide", "delete") else ""
+        return f"{action.kind}: to be {what}{when}"
+    if action.state == ActionState.PROPOSED.value:
+        return f"{action.kind}: waiting for a moderator to approve"
+    return f"{action.kind}: {action.state}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExecutorSettings:
     """What the executor needs from config."""
@@ -69,6 +97,8 @@ class ExecutorSettings:
     message_domain: str
     base_url: str
     reports_dir: Path
+    outbox_dir: Path
+    excerpt: str = "full"
     batch_size: int = 20
     action_timeout: float = 60.0
 
@@ -83,6 +113,11 @@ class Executor:
     settings: ExecutorSettings
     retry: RetryPolicy
     clock: Callable[[], datetime]
+
+    @property
+    def fallback(self) -> OutboxMailer:
+        """Where alerts go when the mail server refuses them: the local outbox."""
+        return OutboxMailer(self.settings.outbox_dir)
 
     async def run_batch(self) -> int:
         """Run one batch of due actions; returns how many were attempted."""
@@ -179,8 +214,9 @@ class Executor:
         )
         if escalation.state != "queued":
             return {"escalation_id": escalation.id, "already": escalation.state}
+        siblings = await self.store.case_actions(action.case_id)
         message = render_escalation(
-            self._subject(key, action, item, verdict, routes),
+            self._subject(key, action, item, verdict, routes, siblings),
             sender=self.settings.sender,
             recipients=escalation.recipients,
             message_domain=self.settings.message_domain,
@@ -200,8 +236,12 @@ class Executor:
         item: WorkItem,
         verdict: Mapping[str, Any],
         routes: Sequence[str],
+        siblings: Sequence[ActionRecord] = (),
     ) -> EscalationSubject:
         reasons = tuple(describe_reason(r) for r in verdict["reasons"])
+        spans = tuple(
+            (int(r["span"][0]), int(r["span"][1])) for r in verdict["reasons"] if r.get("span")
+        )
         return EscalationSubject(
             escalation_key=key,
             school=self.settings.school_name,
@@ -217,10 +257,17 @@ class Executor:
             routes=tuple(routes) or ((action.route,) if action.route else ()),
             child_imagery=Tag.CHILD_SEXUAL_IMAGERY.value in verdict["tags"],
             case_url=f"{self.settings.base_url.rstrip('/')}/cases/{action.case_id}",
+            actions_taken=tuple(describe_action(a) for a in siblings if a.id != action.id),
+            excerpt=self.settings.excerpt,
+            redact_spans=spans,
         )
 
     async def _failed(self, action: ActionRecord, error: Exception) -> None:
-        delay = self.retry.next_delay(action.attempts, error)
+        escalation = action.kind == ActionKind.ESCALATE.value
+        policy = ESCALATION_RETRY if escalation else self.retry
+        delay = policy.next_delay(action.attempts, error)
+        if escalation and action.attempts == ESCALATION_ALERT_AFTER:
+            await self._alert_escalation_delayed(action, error)
         if delay is None:
             await self._give_up(action, f"{type(error).__name__}: {error}")
             return
@@ -240,6 +287,18 @@ class Executor:
             retry_in=round(delay, 1),
             error=type(error).__name__,
             exc_info=not isinstance(error, OSError | TimeoutError),
+        )
+
+    async def _alert_escalation_delayed(self, action: ActionRecord, error: Exception) -> None:
+        await self.alert_admin(
+            key=f"escalation-delayed-{action.id}",
+            subject=f"A safeguarding escalation has not been sent yet (case {action.case_id})",
+            body=(
+                f"Vigil has tried {action.attempts} times to send a safeguarding escalation for "
+                f"case {action.case_id} and the mail server has not accepted it "
+                f"({type(error).__name__}).\nVigil keeps trying, but the DSL may not know yet: "
+                "please check the mail settings and tell the DSL directly.\n"
+            ),
         )
 
     async def _give_up(self, action: ActionRecord, why: str) -> None:
@@ -273,5 +332,9 @@ class Executor:
         )
         try:
             await self.mailer.send(message)
-        except Exception as err:  # the alert is best effort; the log line and health view remain
-            log.error("admin_alert_failed", error=type(err).__name__)
+        except Exception as err:  # the mail server may be the problem: keep the alert locally
+            log.error("admin_alert_failed", error=type(err).__name__, kept_in=str(self.fallback))
+            try:
+                await self.fallback.send(message)
+            except Exception as again:
+                log.error("admin_alert_lost", error=type(again).__name__)

@@ -374,6 +374,14 @@ class Store:
                 raise StoreError(f"no action with id {action_id}")
             return ActionRecord.from_row(row)
 
+    async def case_actions(self, case_id: int) -> list[ActionRecord]:
+        """Every action of one case, oldest first."""
+        async with self._sessions() as s:
+            rows = await s.scalars(
+                select(t.Action).where(t.Action.case_id == case_id).order_by(t.Action.id)
+            )
+            return [ActionRecord.from_row(r) for r in rows]
+
     async def item(self, item_id: int) -> WorkItem:
         """One item at its current version."""
         async with self._sessions() as s:

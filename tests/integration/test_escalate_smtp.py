@@ -181,7 +181,7 @@ async def test_smtp_delivers_the_escalation(smtp_server: ServerFactory) -> None:
     assert envelope.rcpt_tos == list(RECIPIENTS)
     received = inbox.received()
     assert received["Message-ID"] == "<esc-42@vigil.school.example>"
-    assert received["Subject"] == "[Vigil] Safeguarding concern: safeguarding, abusive on facebook"
+    assert received["Subject"] == "[Vigil] High: safeguarding, abusive on facebook (esc-42)"
     assert received["To"] == ", ".join(RECIPIENTS)
     assert received["Date"] == "Wed, 12 Mar 2025 10:00:00 +0000"
     plain, html_body = parts(received)
@@ -362,7 +362,7 @@ def test_route_guidance(routes: tuple[str, ...], expected: str) -> None:
 
 def test_subject_never_carries_post_text() -> None:
     message = render(make_subject(text="Mr Smith secret words", flags=()))
-    assert message["Subject"] == "[Vigil] Safeguarding concern: safeguarding on facebook"
+    assert message["Subject"] == "[Vigil] High: safeguarding on facebook (esc-42)"
 
 
 def test_non_http_permalink_is_not_a_link() -> None:

@@ -184,31 +184,33 @@ class DownMailer:
         raise MailFailed("SMTP 127.0.0.1:1: connection refused")
 
 
-async def test_a_mail_server_that_stays_down_is_retried_then_handed_to_a_human(
+async def test_an_escalation_is_never_given_up_while_the_mail_server_is_down(
     make_settings: Callable[..., Settings], clock: Clock, tmp_path: Path
 ) -> None:
     settings = make_settings(
-        sources=[
-            replay_source(
-                tmp_path, one="I want to kill myself tonight, nobody at Oakfield would care"
-            )
-        ],
-        policy={"action_max_attempts": 3, "action_retry_base": 60},
+        sources=[replay_source(tmp_path, one="I want to kill myself tonight, nobody would care")],
+        policy={"action_max_attempts": 3, "action_retry_base": 60},  # for other actions only
     )
     app = await app_for(settings, clock)
     down = DownMailer()
     app.executor.mailer = down
     try:
         await app.run_once()
-        (escalate,) = [a for a in await _actions(app) if a.kind == "escalate"]
-        assert escalate.state == ActionState.FAILED and escalate.attempts == 1
-        for _ in range(2):
-            clock.advance(hours=2)
+        for _ in range(6):  # a day of retries at the capped backoff
+            clock.advance(hours=4)
             await app.pipeline.drain()
         (escalate,) = [a for a in await _actions(app) if a.kind == "escalate"]
-        assert escalate.state == ActionState.GAVE_UP and escalate.attempts == 3
-        # three tries of the escalation, then one (also failing) alert: logged, never raised
-        assert down.calls == 4
+        assert escalate.state == ActionState.FAILED and escalate.attempts == 7  # still trying
+        # after 3 tries the admin was told once; SMTP refused that too, so it is in the outbox
+        alerts = [n for n in outbox(settings) if n.startswith("alert-")]
+        assert len(alerts) == 1
+        body = message_from_bytes((settings.state_dir / "outbox" / alerts[0]).read_bytes())
+        assert "has not been sent yet" in str(body["Subject"])
+        app.executor.mailer = app.executor.fallback  # the server is back (here: the outbox)
+        clock.advance(hours=4)
+        await app.pipeline.drain()
+        (escalate,) = [a for a in await _actions(app) if a.kind == "escalate"]
+        assert escalate.state == ActionState.DONE
     finally:
         await app.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email.policy
 import hashlib
 import html
 import re
@@ -32,6 +33,7 @@ from actions.states import ActionError
 from connectors.base import require_utc
 
 __all__ = [
+    "MAIL_POLICY",
     "ROUTE_GUIDANCE",
     "EscalationError",
     "EscalationSubject",
@@ -46,6 +48,9 @@ __all__ = [
 _UK = ZoneInfo("Europe/London")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DOMAIN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*")
+# Headers are not folded at 78 characters (RFC 5322 allows 998): Python's folding can move a
+# whole subject to a continuation line, and some readers then show it with a leading space.
+MAIL_POLICY = email.policy.default.clone(max_line_length=998)
 _MAX_TEXT_CHARS = 5000
 _REDACTED_CHARS = 1000
 _MAX_HEADER_CHARS = 200
@@ -148,7 +153,7 @@ def render_escalation(
     date: datetime | None = None,
 ) -> EmailMessage:
     """Build the escalation email; ``date`` sets the Date header (the mailer adds one if not)."""
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     message["Subject"] = _subject_line(subject)
     message["From"] = _address(sender)
     message["To"] = ", ".join(_address(r) for r in _non_empty(recipients))

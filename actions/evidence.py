@@ -5,11 +5,13 @@
 - ``raw.json``: the platform payload exactly as given;
 - ``metadata.json``: ids, author, permalink, times (UTC ISO 8601), SHA-256 of the text, the
   verdict summary and the renderer used;
-- ``card.png``: the "evidence card", the post drawn as plain text with Pillow.
+- ``card.png``: the "evidence card": a PNG rendered beforehand by ``actions.render`` (headless
+  Chromium or Pillow) and passed in, else the post drawn as plain text with Pillow here;
+- ``media-NN.<ext>``: media fetched beforehand by ``actions.media`` (allow-listed hosts only).
 
-Suspected sexual imagery of a child is never rendered or stored: no card, ``raw.json`` is
-replaced by a redacted stub (ids and permalink only) and the metadata carries the SHA-256 of
-the text, never the text.
+Suspected sexual imagery of a child is never rendered or stored: no card and no media (passing
+either is an error), ``raw.json`` is replaced by a redacted stub (ids and permalink only) and the
+metadata carries the SHA-256 of the text, never the text.
 
 Path parts are percent-encoded so a hostile external id can never leave its directory. Every
 file is written to a temporary name and moved into place, so capturing the same subject again
@@ -36,22 +38,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
+from actions.media import FetchedMedia, media_extension
 from actions.states import ActionError
 from connectors.base import require_utc
 
 __all__ = [
     "GENESIS_HASH",
+    "CardFields",
     "EvidenceError",
     "EvidenceFile",
     "EvidenceRecord",
     "EvidenceSubject",
     "EvidenceWriter",
     "chain_hash",
+    "draw_text_card",
+    "load_card_font",
     "safe_name",
     "verify_record",
     "visible_text",
@@ -102,7 +108,8 @@ class EvidenceSubject:
 
 @dataclass(frozen=True, kw_only=True)
 class EvidenceFile:
-    """One written file: ``kind`` is "raw", "metadata" or "card"; ``relpath`` is under root."""
+    """One written file: ``kind`` is "raw", "metadata", "card" or "media"; ``relpath`` is under
+    root."""
 
     kind: str
     relpath: str
@@ -128,24 +135,42 @@ class EvidenceWriter:
         if not features.check("freetype2"):
             raise EvidenceError("Pillow was built without FreeType; evidence cards need it")
         self._root = root
-        self._font = _load_font(font_path)
+        self._font = load_card_font(font_path)
         family, style = self._font.getname()
         self.renderer = f"pillow-{PIL.__version__} {CARD_VERSION} font={family} {style}"
 
     def capture(
-        self, subject: EvidenceSubject, *, captured_at: datetime, prev_hash: str
+        self,
+        subject: EvidenceSubject,
+        *,
+        captured_at: datetime,
+        prev_hash: str,
+        card: bytes | None = None,
+        renderer: str | None = None,
+        media: Sequence[FetchedMedia] = (),
+        live: bytes | None = None,
     ) -> EvidenceRecord:
-        """Write the subject's evidence files and return the chained record."""
+        """Write the subject's evidence files and return the chained record.
+
+        ``card`` is a PNG rendered beforehand (by ``actions.render``) and ``renderer`` names
+        what rendered it; without one the Pillow card is drawn here. ``media`` are files
+        fetched beforehand (``actions.media``), each written as a file of kind "media";
+        ``live`` is a screenshot of the permalink itself (kind "live", ``live.png``).
+        """
         _check_hash(prev_hash, "prev_hash")
         captured_at = require_utc(captured_at, "captured_at")
-        metadata = self._metadata(subject, captured_at)
+        _check_parts(subject, card, renderer, media, live)
+        used = renderer if card is not None and renderer else self.renderer
+        metadata = self._metadata(subject, captured_at, used, media, live)
         contents = [
             ("raw", "raw.json", _raw_bytes(subject)),
             ("metadata", "metadata.json", _json_bytes(metadata)),
         ]
         if not subject.child_imagery:
-            card = _render_card(subject, captured_at, self._font)
+            card = draw_text_card(subject, captured_at, self._font) if card is None else card
             contents.append(("card", "card.png", card))
+        contents += [("media", _media_name(i, m), m.data) for i, m in enumerate(media, 1)]
+        contents += [("live", "live.png", live)] if live is not None else []
         files = self._write_all(_item_dir(subject), contents)
         return EvidenceRecord(
             files=files,
@@ -155,8 +180,14 @@ class EvidenceWriter:
             metadata=MappingProxyType(metadata),
         )
 
-    def _metadata(self, subject: EvidenceSubject, captured_at: datetime) -> dict[str, Any]:
-        renderer = self.renderer
+    def _metadata(
+        self,
+        subject: EvidenceSubject,
+        captured_at: datetime,
+        renderer: str,
+        media: Sequence[FetchedMedia],
+        live: bytes | None,
+    ) -> dict[str, Any]:
         if subject.child_imagery:
             renderer = "none: suspected sexual imagery of a child is never rendered"
         return {
@@ -175,6 +206,8 @@ class EvidenceWriter:
             "text_chars": len(subject.text),
             "verdict_summary": subject.verdict_summary,
             "renderer": renderer,
+            "media": [_media_entry(i, m) for i, m in enumerate(media, 1)],
+            "live_capture": None if live is None else "live.png",
             "child_imagery": subject.child_imagery,
             "redacted": subject.child_imagery,
         }
@@ -291,6 +324,33 @@ def _raw_bytes(subject: EvidenceSubject) -> bytes:
     return _json_bytes(stub)
 
 
+def _check_parts(
+    subject: EvidenceSubject,
+    card: bytes | None,
+    renderer: str | None,
+    media: Sequence[FetchedMedia],
+    live: bytes | None,
+) -> None:
+    if subject.child_imagery and (card is not None or media or live is not None):
+        raise EvidenceError("suspected sexual imagery of a child is never rendered or stored")
+    if card is not None and not renderer:
+        raise EvidenceError("a pre-rendered card needs the name of its renderer")
+
+
+def _media_name(index: int, media: FetchedMedia) -> str:
+    return f"media-{index:02d}.{media_extension(media.content_type)}"
+
+
+def _media_entry(index: int, media: FetchedMedia) -> dict[str, Any]:
+    return {
+        "file": _media_name(index, media),
+        "source": media.source,  # scheme, host and path: the query (often signed) is dropped
+        "content_type": media.content_type,
+        "sha256": media.sha256,
+        "size": len(media.data),
+    }
+
+
 def _write_file(directory: Path, reldir: str, kind: str, name: str, data: bytes) -> EvidenceFile:
     write_atomic(directory / name, data)
     return EvidenceFile(kind=kind, relpath=f"{reldir}/{name}", sha256=_sha256(data), size=len(data))
@@ -322,7 +382,37 @@ def _fsync_dir(directory: Path) -> None:
 # --- the evidence card -------------------------------------------------------------------
 
 
-def _load_font(font_path: Path | None) -> ImageFont.FreeTypeFont:
+class CardFields(Protocol):
+    """What an evidence card shows; ``EvidenceSubject`` and ``actions.render.CardContent``."""
+
+    @property
+    def school(self) -> str: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def author_handle(self) -> str | None: ...
+    @property
+    def author_name(self) -> str | None: ...
+    @property
+    def author_id(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def permalink(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def parent_text(self) -> str | None: ...
+    @property
+    def verdict_summary(self) -> str: ...
+
+
+def load_card_font(font_path: Path | None) -> ImageFont.FreeTypeFont:
+    """The Pillow card's font: ``font_path`` (TrueType), else Pillow's default; basic layout."""
     # BASIC layout: no bidi or shaping, so text is drawn in the order it was written (a
     # right-to-left override cannot reorder it) and cards are the same on every host.
     basic = ImageFont.Layout.BASIC
@@ -337,9 +427,10 @@ def _load_font(font_path: Path | None) -> ImageFont.FreeTypeFont:
         raise EvidenceError(f"cannot load evidence card font {font_path}: {err}") from err
 
 
-def _render_card(
-    subject: EvidenceSubject, captured_at: datetime, font: ImageFont.FreeTypeFont
+def draw_text_card(
+    subject: CardFields, captured_at: datetime, font: ImageFont.FreeTypeFont
 ) -> bytes:
+    """The Pillow evidence card: every field and the post drawn as plain text, as a PNG."""
     lines = _card_lines(subject, captured_at, font)
     height = 2 * _MARGIN + _LINE_HEIGHT * len(lines)
     image = Image.new("RGB", (_WIDTH, height), "white")
@@ -352,7 +443,7 @@ def _render_card(
 
 
 def _card_lines(
-    subject: EvidenceSubject, captured_at: datetime, font: ImageFont.FreeTypeFont
+    subject: CardFields, captured_at: datetime, font: ImageFont.FreeTypeFont
 ) -> list[str]:
     width = _WIDTH - 2 * _MARGIN
     header = [

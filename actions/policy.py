@@ -57,6 +57,7 @@ class ActionKind(StrEnum):
     REPORT = "report"
     ESCALATE = "escalate"
     REVIEW = "review"
+    REPLY = "reply"  # a public reply saying why a comment was removed; a moderator approves it
 
 
 class Route(StrEnum):
@@ -103,6 +104,7 @@ _KIND_ORDER = (
     ActionKind.DELETE,
     ActionKind.REPORT,
     ActionKind.REVIEW,
+    ActionKind.REPLY,
     ActionKind.UNHIDE,
 )
 
@@ -136,6 +138,7 @@ class _Context:
     verdict: Verdict
     settings: PolicySettings
     can_hide: bool  # own account and the platform can hide
+    can_reply: bool = False  # own account and the platform can post a reply
 
 
 def decide(
@@ -149,7 +152,8 @@ def decide(
     """Map one verdict to proposed actions: at most one per kind, most urgent first."""
     require_utc(now, "now")
     can_hide = source_kind is SourceKind.OWN and Capability.HIDE in capabilities
-    ctx = _Context(verdict=verdict, settings=settings, can_hide=can_hide)
+    can_reply = can_hide and Capability.REPLY in capabilities
+    ctx = _Context(verdict=verdict, settings=settings, can_hide=can_hide, can_reply=can_reply)
     if Tag.CHILD_SEXUAL_IMAGERY in verdict.tags:
         return _merge(_escalation(ctx))
     proposals = [*_escalation(ctx)]
@@ -231,6 +235,16 @@ def _takedowns(ctx: _Context) -> list[ProposedAction]:
         wanted.append(("personal information", False))
     actions = [_takedown(ctx, reason, auto) for reason, auto in wanted]
     actions.extend(_extra_reports(verdict))
+    if ctx.can_reply and wanted and not _is_safeguarding(verdict):
+        # The policies ask the school to tell its audience why a comment went; never for a
+        # safeguarding matter (a reply draws attention to it) and never without a person.
+        actions.append(
+            ProposedAction(
+                kind=ActionKind.REPLY,
+                automatic=False,
+                reason="tell the audience why the comment was removed",
+            )
+        )
     return actions
 
 

@@ -8,7 +8,9 @@ search, so ``search_terms`` are not used here (the RSS / Google Alerts connector
 school's name anywhere").
 
 Moderation: hide / unhide (``POST /{comment-id}`` with ``is_hidden``) and delete
-(``DELETE /{comment-id}``) of comments. There is no reporting API.
+(``DELETE /{comment-id}``) of comments, and a public reply explaining a removal
+(``POST /{parent-id}/comments`` with ``message``, under the removed comment's parent: the post,
+or the comment it answered; needs ``pages_manage_engagement``). There is no reporting API.
 Docs: https://developers.facebook.com/docs/graph-api/reference/page/feed ,
 https://developers.facebook.com/docs/graph-api/reference/object/comments ,
 https://developers.facebook.com/docs/graph-api/reference/comment/ .
@@ -90,6 +92,10 @@ class FacebookConnector(GraphConnector):
     def thread_params(self) -> dict[str, str]:
         """All comments and replies, flattened, oldest first."""
         return {"filter": "stream", "order": "chronological", "fields": COMMENT_FIELDS}
+
+    def reply_read_params(self) -> dict[str, str]:
+        """Newest first, so a reply already posted is on the first page."""
+        return {"order": "reverse_chronological"}
 
     def thread_entries(self, items: Sequence[Any], thread: str, link: str | None) -> list[Entry]:
         """Each comment with its mapper (replies arrive flattened, naming their parent)."""

@@ -278,13 +278,17 @@ class GraphApi:
             if settings.app_secret
             else None
         )
-        self._http = HttpClient(
-            HttpOptions(base_url=f"{settings.api_base}/{settings.version}/"),
-            transport=transport,
-            headers={"Authorization": f"Bearer {settings.token}"},
-            error_mapper=graph_error_mapper(secrets),
-            sleep=sleep,
-        )
+        base_url = f"{settings.api_base}/{settings.version}/"
+        common: dict[str, Any] = {
+            "transport": transport,
+            "headers": {"Authorization": f"Bearer {settings.token}"},
+            "error_mapper": graph_error_mapper(secrets),
+            "sleep": sleep,
+        }
+        self._http = HttpClient(HttpOptions(base_url=base_url), **common)
+        # Creating (a public reply) is never retried within the call: a timeout after Meta
+        # stored the comment would post it twice. The caller reads the thread before retrying.
+        self._once = HttpClient(HttpOptions(base_url=base_url, retries=0), **common)
 
     async def read(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """GET a JSON object; near the usage limit raise RateLimited (reads only, so a
@@ -304,12 +308,22 @@ class GraphApi:
         if not isinstance(body, dict) or body.get("success") is not True:
             raise ConnectorUnavailable(f"{method} {response.path}: success not confirmed")
 
+    async def create(self, path: str, data: Mapping[str, str]) -> str:
+        """POST that creates an object (a comment), once; the Graph API answers ``{"id": ...}``."""
+        response = await self._once.request("POST", path, params=self._signed({}), data=data)
+        body = response.body
+        new_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(new_id, str | int) or isinstance(new_id, bool) or not str(new_id):
+            raise ConnectorUnavailable(f"POST {response.path}: no id in the answer")
+        return str(new_id)
+
     def _signed(self, params: Mapping[str, Any]) -> dict[str, Any]:
         return {**params, "appsecret_proof": self._proof} if self._proof else dict(params)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self._http.aclose()
+        await self._once.aclose()
 
 
 # --- payload helpers ----------------------------------------------------------------------
@@ -410,7 +424,7 @@ class GraphConnector:
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.HIDE, Capability.UNHIDE, Capability.DELETE}
+        {Capability.HIDE, Capability.UNHIDE, Capability.DELETE, Capability.REPLY}
     )
     id_option: ClassVar[str]  # "page_id" / "ig_user_id"
     hide_field: ClassVar[str]  # "is_hidden" / "hide"
@@ -418,6 +432,8 @@ class GraphConnector:
     comment_limit: ClassVar[int] = 100
     report_help: ClassVar[str]
     post_help: ClassVar[str]
+    reply_limit: ClassVar[int] = 8000  # characters in one comment
+    text_field: ClassVar[str] = "message"  # a comment's text when read back
 
     def __init__(
         self, *, settings: GraphSettings, kind: SourceKind, account: str, api: GraphApi
@@ -465,6 +481,14 @@ class GraphConnector:
         """False when a page holds only part of some replies (then nothing is marked gone)."""
         return True
 
+    def reply_edge(self, parent: str, thread: str | None) -> str:
+        """The edge of ``parent`` a reply is posted to (and read back from)."""
+        return "comments"
+
+    def reply_read_params(self) -> dict[str, str]:
+        """Extra parameters for reading back a thread's comments, newest first if possible."""
+        return {}
+
     # Connector protocol --------------------------------------------------------------
 
     async def check(self) -> None:
@@ -501,9 +525,12 @@ class GraphConnector:
         )
 
     async def moderate(self, capability: Capability, post: ModerationTarget) -> ModerationResult:
-        """Hide, unhide or delete a comment; reporting and acting on posts are not possible."""
+        """Hide, unhide or delete a comment, or reply in its thread (``post.text``); reporting
+        and acting on posts are not possible."""
         if capability is Capability.REPORT:
             return ModerationResult(supported=False, done=False, detail=self.report_help)
+        if capability is Capability.REPLY:
+            return await self._reply(post)
         if post.parent_id is None or post.external_id == post.thread_id:
             return ModerationResult(supported=False, done=False, detail=self.post_help)
         if not _GRAPH_ID.match(post.external_id):
@@ -515,6 +542,40 @@ class GraphConnector:
             hidden = "true" if capability is Capability.HIDE else "false"
             await self.api.write("POST", post.external_id, {self.hide_field: hidden})
         return ModerationResult(supported=True, done=True, detail=f"{capability.value}: done")
+
+    async def _reply(self, post: ModerationTarget) -> ModerationResult:
+        """Reply under the removed comment's parent (the post, or the comment it answered):
+        a hidden comment's own replies are hidden with it, and Instagram refuses them.
+
+        Idempotent: when the thread already holds the same message, nothing is posted."""
+        message = (post.text or "").strip()
+        if not 0 < len(message) <= self.reply_limit:
+            raise ValueError(f"a reply needs target.text of 1 to {self.reply_limit} characters")
+        parent = post.parent_id
+        if parent is None or post.external_id == post.thread_id:
+            detail = f"only a comment has a thread to reply in on {self.name}; {self.post_help}"
+            return ModerationResult(supported=False, done=False, detail=detail)
+        if not _GRAPH_ID.match(parent):
+            detail = f"{parent!r} is not a {self.name} post or comment id"
+            return ModerationResult(supported=False, done=False, detail=detail)
+        path = f"{parent}/{self.reply_edge(parent, post.thread_id)}"
+        existing = await self._posted(path, message)
+        if existing is not None:
+            return ModerationResult(supported=True, done=True, detail=f"reply: already {existing}")
+        new_id = await self.api.create(path, {"message": message})
+        return ModerationResult(supported=True, done=True, detail=f"reply: posted {new_id}")
+
+    async def _posted(self, path: str, message: str) -> str | None:
+        """The id of a comment at ``path`` (first page) whose text is ``message``, if any."""
+        params: dict[str, Any] = {"fields": f"id,{self.text_field}", "limit": self.comment_limit}
+        params.update(self.reply_read_params())
+        items, _ = listing(await self.api.read(path, params), path)
+        wanted = " ".join(message.split())
+        for item in items:
+            text = item.get(self.text_field) if isinstance(item, dict) else None
+            if isinstance(text, str) and " ".join(text.split()) == wanted:
+                return str(item.get("id"))
+        return None
 
     # The engine ----------------------------------------------------------------------
 

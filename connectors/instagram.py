@@ -10,7 +10,10 @@ such mention once its id is known. Instagram has no keyword search: ``search_ter
 used.
 
 Moderation: hide / unhide (``POST /{ig-comment-id}`` with ``hide``) and delete
-(``DELETE /{ig-comment-id}``) of comments. There is no reporting or blocking API.
+(``DELETE /{ig-comment-id}``) of comments, and a public reply explaining a removal: under the
+removed comment's top-level comment (``POST /{ig-comment-id}/replies``), or on the media when
+the removed comment was top-level (``POST /{ig-media-id}/comments``); Instagram refuses replies
+to hidden comments. There is no reporting or blocking API.
 Docs (under https://developers.facebook.com/docs/instagram-platform/): the reference pages
 ``instagram-graph-api/reference/ig-user/media``, ``.../ig-media/comments``,
 ``.../ig-user/tags`` and ``.../ig-user/mentioned_comment``, and the comment moderation guide.
@@ -82,6 +85,8 @@ class InstagramConnector(GraphConnector):
     comment_limit: ClassVar[int] = 50
     report_help: ClassVar[str] = REPORT_HELP
     post_help: ClassVar[str] = POST_HELP
+    reply_limit: ClassVar[int] = 2200  # Instagram's comment length limit
+    text_field: ClassVar[str] = "text"
 
     def listing_path(self) -> str:
         """``/{ig-user-id}/media`` for the account's media, ``/tags`` for mentions."""
@@ -116,6 +121,12 @@ class InstagramConnector(GraphConnector):
     def complete(self, items: Sequence[Any]) -> bool:
         """False when some comment has more replies than the expansion returned."""
         return not any(next_after(mapping(item, "replies")) for item in items)
+
+    def reply_edge(self, parent: str, thread: str | None) -> str:
+        """A comment on the media (``POST /{ig-media-id}/comments``) when the removed comment
+        was top-level, else a reply to its top-level comment (``POST /{ig-comment-id}/replies``;
+        Instagram has one level of replies)."""
+        return "comments" if parent == thread else "replies"
 
     async def mentioned_comment(self, comment_id: str) -> Post:
         """A comment that @mentions the account (its id comes from the ``mentions`` webhook)."""

@@ -11,6 +11,8 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from actions.escalate import MAIL_POLICY
+
 __all__ = ["render_admin_alert"]
 
 
@@ -25,7 +27,7 @@ def render_admin_alert(
     now: datetime,
 ) -> EmailMessage:
     """An alert email; ``key`` makes the Message-ID stable, so a retry cannot send it twice."""
-    message = EmailMessage()
+    message = EmailMessage(policy=MAIL_POLICY)
     message["Subject"] = f"[Vigil] {subject}".replace("\r", " ").replace("\n", " ")
     message["From"] = sender
     message["To"] = ", ".join(recipients)

@@ -12,13 +12,16 @@ from pathlib import Path
 
 from actions.escalate import Mailer, OutboxMailer, SmtpMailer
 from actions.evidence import EvidenceWriter
+from actions.media import MediaFetcher
 from actions.policy import PolicySettings
+from actions.render import ChromiumRenderer, EvidencePreparer, LiveCapturer, make_renderer
 from classifiers import Classifier, ClassifierOptions, build_classifier
 from classifiers.base import Roster, StaffMember
 from classifiers.taxonomy import Severity
 from connectors.base import Capability, Connector, SourceContext, SourceKind
 from monitor.config import ConfigError, Settings, SourceSettings
 from monitor.executor import Executor, ExecutorSettings
+from monitor.followup import FollowUp
 from monitor.logging import get_logger
 from monitor.pipeline import Pipeline
 from monitor.poller import Poller, PollOutcome, PollResult
@@ -38,7 +41,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-DSL_ROLES = ("dsl", "deputy_dsl")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -76,15 +78,32 @@ class App:
         return results
 
     async def run_once(self) -> dict[str, PollResult]:
-        """`vigil run --once`: poll every source once and drain every stage."""
+        """`vigil run --once`: poll every source once, drain every stage, follow up once."""
         results = await self.poll_all()
         await self.pipeline.drain()
+        await self.follow_up()
         return results
 
+    async def follow_up(self) -> None:
+        """Re-send escalations nobody acknowledged, and send the daily digest when it is due."""
+        await self.followup.run(self.executor.clock())
+
+    @property
+    def followup(self) -> FollowUp:
+        """The school's clock-driven emails."""
+        return FollowUp(
+            store=self.store,
+            executor=self.executor,
+            settings=self.settings,
+            school_id=self.pipeline.school_id,
+        )
+
     async def close(self) -> None:
-        """Close connectors and the store."""
+        """Close connectors, the evidence browser and media client, and the store."""
         for connector in self.connectors.values():
             await connector.aclose()
+        if self.pipeline.preparer is not None:
+            await self.pipeline.preparer.close()
         await self.store.close()
 
 
@@ -113,8 +132,16 @@ def roster_from(settings: Settings) -> Roster:
 
 def dsl_recipients(settings: Settings) -> tuple[str, ...]:
     """Who receives escalations: ``email.dsl`` plus roster DSLs with an email address."""
-    found = [*settings.email.dsl]
-    found += [s.email for s in settings.school.staff if s.role in DSL_ROLES and s.email]
+    return _recipients(settings.email.dsl, settings, "dsl")
+
+
+def deputy_recipients(settings: Settings) -> tuple[str, ...]:
+    """Who gets an escalation nobody acknowledged: ``email.deputy_dsl`` plus roster deputies."""
+    return _recipients(settings.email.deputy_dsl, settings, "deputy_dsl")
+
+
+def _recipients(listed: tuple[str, ...], settings: Settings, role: str) -> tuple[str, ...]:
+    found = [*listed, *(s.email for s in settings.school.staff if s.role == role and s.email)]
     return tuple(dict.fromkeys(found))
 
 
@@ -274,7 +301,28 @@ def _pipeline(
         act=executor.run_batch,
         alert=executor.alert_admin,
         hold_after=settings.daemon.item_max_failures,
+        preparer=evidence_preparer(settings),
     )
+
+
+def evidence_preparer(settings: Settings) -> EvidencePreparer:
+    """The card renderer, media fetcher and live capturer from [evidence]; nothing starts yet."""
+    ev = settings.evidence
+    renderer = make_renderer(
+        ev.renderer,
+        chromium_path=ev.chromium_path,
+        timeout=ev.render_timeout,
+        concurrency=ev.render_concurrency,
+        font_path=card_font(settings),
+    )
+    live = None
+    if ev.live_capture:
+        browser = ChromiumRenderer(
+            executable_path=ev.chromium_path, timeout=ev.render_timeout, concurrency=1
+        )
+        live = LiveCapturer(browser, storage_state=ev.storage_state)
+    fetcher = MediaFetcher(ev.media_hosts, max_bytes=ev.media_max_bytes, timeout=ev.media_timeout)
+    return EvidencePreparer(renderer=renderer, fetcher=fetcher, live=live)
 
 
 def _executor_settings(settings: Settings, school_id: int) -> ExecutorSettings:
@@ -284,7 +332,11 @@ def _executor_settings(settings: Settings, school_id: int) -> ExecutorSettings:
         reports_dir=settings.under_state(Path("reports")),
         outbox_dir=settings.under_state(settings.email.outbox_dir),
         excerpt=settings.email.excerpt,
+        published_contacts=settings.school.published_contacts,
+        templates_dir=settings.policy.templates_dir,
         dsl_recipients=dsl_recipients(settings),
+        deputy_recipients=deputy_recipients(settings),
+        link_secret=settings.web.secret,
         admin_recipients=settings.email.admin,
         sender=settings.email.sender,
         message_domain=settings.email.message_domain,

@@ -5,9 +5,17 @@ from __future__ import annotations
 from monitor.app import build_classifier_for, build_connector, dsl_recipients, utcnow
 from monitor.config import ConfigError, Settings
 from monitor.registry import RegistryError, connector_class
-from monitor.store import Store
+from monitor.store import Store, StoreError
 
-__all__ = ["requeue_held", "resume_source", "run_checks", "source_health", "static_problems"]
+__all__ = [
+    "decide",
+    "requeue_held",
+    "resume_source",
+    "run_checks",
+    "source_health",
+    "static_problems",
+    "undo",
+]
 
 
 def static_problems(settings: Settings) -> list[str]:
@@ -97,5 +105,43 @@ async def requeue_held(settings: Settings) -> int:
     store = Store.open(settings.database_url())
     try:
         return await store.requeue_held(actor="cli", now=utcnow())
+    finally:
+        await store.close()
+
+
+async def decide(settings: Settings, action_id: int, *, approve: bool, by: str, reason: str) -> str:
+    """A moderator approves or rejects a proposed action; returns its new state."""
+    store = Store.open(settings.database_url())
+    try:
+        record = await store.decide_action(
+            action_id, approve, actor=by, reason=reason, now=utcnow()
+        )
+        await store.audit(
+            school_id=record.school_id,
+            actor=by,
+            now=utcnow(),
+            event="action_approved" if approve else "action_rejected",
+            subject_type="action",
+            subject_id=action_id,
+            detail={"reason": reason},
+        )
+        return record.state
+    finally:
+        await store.close()
+
+
+async def undo(settings: Settings, action_id: int, *, by: str, reason: str) -> int:
+    """Undo a done hide by adding an approved unhide for the same item; returns its id."""
+    store = Store.open(settings.database_url())
+    try:
+        done = await store.action(action_id)
+        if done.kind != "hide" or done.state != "done":
+            raise StoreError(
+                f"action {action_id} is a {done.state} {done.kind}: only a done hide can be undone"
+            )
+        added = await store.add_action(
+            done.item_id, "unhide", actor=by, reason=reason, approved=True, now=utcnow()
+        )
+        return added.id
     finally:
         await store.close()

@@ -201,6 +201,66 @@ def sources_resume(config_path: Path, name: str) -> None:
 
 
 @main.group()
+def actions() -> None:
+    """Approve, reject or undo actions (the review app will do the same)."""
+
+
+def _decide(config_path: Path, action_id: int, approve: bool, by: str, reason: str) -> None:
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from actions.states import ActionError
+    from monitor.checks import decide
+    from monitor.store import StoreError
+
+    try:
+        state = _run(decide(settings, action_id, approve=approve, by=by, reason=reason))
+    except (StoreError, ActionError) as err:  # unknown action, or a transition not allowed
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"action {action_id} is now {state}")
+
+
+@actions.command("approve")
+@config_option
+@click.argument("action_id", type=int)
+@click.option("--by", required=True, help="Who approves it (recorded in the audit log).")
+@click.option("--reason", default="approved by a moderator", show_default=True)
+def actions_approve(config_path: Path, action_id: int, by: str, reason: str) -> None:
+    """Approve a proposed action; the daemon carries it out (after evidence, for a hide)."""
+    _decide(config_path, action_id, True, by, reason)
+
+
+@actions.command("reject")
+@config_option
+@click.argument("action_id", type=int)
+@click.option("--by", required=True, help="Who rejects it (recorded in the audit log).")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+def actions_reject(config_path: Path, action_id: int, by: str, reason: str) -> None:
+    """Reject a proposed (or not yet started) action."""
+    _decide(config_path, action_id, False, by, reason)
+
+
+@actions.command("undo")
+@config_option
+@click.argument("action_id", type=int)
+@click.option("--by", required=True, help="Who undoes it (recorded in the audit log).")
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+def actions_undo(config_path: Path, action_id: int, by: str, reason: str) -> None:
+    """Undo a hide: adds an approved unhide for the same post."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.checks import undo
+    from monitor.store import StoreError
+
+    try:
+        added = _run(undo(settings, action_id, by=by, reason=reason))
+    except StoreError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"unhide action {added} added; the daemon will carry it out")
+
+
+@main.group()
 def items() -> None:
     """Items that need a person's help."""
 
@@ -215,3 +275,131 @@ def items_requeue(config_path: Path) -> None:
 
     count = _run(requeue_held(settings))
     click.echo(f"{count} held item(s) sent back through the pipeline")
+
+
+@main.command()
+@config_option
+def web(config_path: Path) -> None:
+    """Serve the web app (acknowledgement links, /healthz) on web.host:web.port."""
+    settings = _settings(config_path)
+    _logging(settings)
+    import uvicorn
+
+    from monitor.web import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.web.host,
+        port=settings.web.port,
+        lifespan="on",  # the lifespan opens the store; if it cannot, do not serve
+        log_config=None,  # uvicorn's loggers go through our structlog setup
+        access_log=False,  # request lines would put acknowledgement tokens in the journal
+        server_header=False,
+    )
+
+
+@main.group()
+def escalations() -> None:
+    """DSL escalations."""
+
+
+@escalations.command("ack")
+@config_option
+@click.argument("escalation_id", type=int)
+@click.option("--by", required=True, help="Who is acknowledging (recorded in the audit log).")
+def escalations_ack(config_path: Path, escalation_id: int, by: str) -> None:
+    """Acknowledge an escalation (as its email link does), so it is not re-sent to deputies."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.store import StoreError
+
+    try:
+        result = _run(_acknowledge(settings, escalation_id, by))
+    except (StoreError, ValueError) as err:  # unknown escalation, or an empty name
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    at = f"{result.acknowledged_at:%Y-%m-%d %H:%M} UTC"
+    if result.newly:
+        click.echo(f"escalation {escalation_id} acknowledged by {result.acknowledged_by} at {at}")
+    else:
+        click.echo(
+            f"escalation {escalation_id} was already acknowledged by "
+            f"{result.acknowledged_by} at {at}"
+        )
+
+
+async def _acknowledge(settings: Settings, escalation_id: int, by: str) -> Any:
+    from datetime import UTC, datetime
+
+    from monitor.store import Store
+    from monitor.store.escalations import acknowledge
+
+    store = Store.open(settings.database_url())
+    try:
+        return await acknowledge(store, escalation_id, by, datetime.now(UTC), via="cli")
+    finally:
+        await store.close()
+
+
+@main.group()
+def evidence() -> None:
+    """Verify the evidence hash chain; export a case's evidence for police, LADO or CEOP."""
+
+
+@evidence.command("verify")
+@config_option
+@click.option("--school", default=None, help="Verify only this school (its slug).")
+def evidence_verify(config_path: Path, school: str | None) -> None:
+    """Check every school's chain and files; exit 1 if anything was changed or removed."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.evidence_cmd import UnknownSchool, verify_evidence
+
+    try:
+        results = _run(verify_evidence(settings, school=school))
+    except UnknownSchool:
+        click.echo(f"no school with slug {school!r}", err=True)
+        raise SystemExit(2) from None
+    for result in results:
+        for problem in result.report.problems:
+            click.echo(str(problem))
+    for result in results:
+        click.echo(result.summary())
+    if any(not r.report.intact for r in results):
+        raise SystemExit(1)
+    click.echo("evidence intact")
+
+
+@evidence.command("export")
+@config_option
+@click.argument("case_id", type=int)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ZIP file to write (never overwritten).",
+)
+def evidence_export(config_path: Path, case_id: int, out: Path) -> None:
+    """Write a case's evidence, chain of custody and HTML summary to a ZIP."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.evidence_cmd import UnknownCase, export_case
+
+    try:
+        outcome = _run(export_case(settings, case_id, out))
+    except UnknownCase:
+        click.echo(f"no case with id {case_id}", err=True)
+        raise SystemExit(2) from None
+    except FileExistsError:
+        click.echo(f"{out} already exists; choose another --out (never overwritten)", err=True)
+        raise SystemExit(2) from None
+    for problem in outcome.problems:
+        click.echo(f"warning: {problem}", err=True)
+    withheld = f", {outcome.files_withheld} withheld" if outcome.files_withheld else ""
+    missing = f", {outcome.files_missing} missing" if outcome.files_missing else ""
+    click.echo(
+        f"case {case_id}: {outcome.entries} evidence entr{'y' if outcome.entries == 1 else 'ies'}, "
+        f"{outcome.files_included} file(s) included{withheld}{missing}; "
+        f"{'intact' if not outcome.problems else 'NOT INTACT (see summary.html)'}"
+    )
+    click.echo(f"wrote {outcome.path} ({outcome.size} bytes) sha256 {outcome.sha256}")

@@ -166,6 +166,7 @@ class PolicyConfig:
     action_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     action_retry_base: Seconds = 30.0
     action_retry_cap: Seconds = 3600.0
+    templates_dir: Path | None = None  # the school's own response templates (override defaults)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -111,6 +111,7 @@ class Daemon:
         supervisor.add("pipeline", lambda: self._pipeline_loop(app))
         supervisor.add("heartbeat", lambda: self._heartbeat(app))
         supervisor.add("retention", lambda: self._retention(app))
+        supervisor.add("follow_up", lambda: self._follow_up(app))
         scheduler.start()
         self.notifier.ready()
         log.info("daemon_ready", sources=len(app.pollers))
@@ -137,6 +138,12 @@ class Daemon:
             self.wake.clear()
             await wait_for_either(self.stop, self.wake, self.settings.daemon.tick)
 
+    async def _follow_up(self, app: App) -> None:
+        """Deputy re-sends and the daily digest, checked every minute."""
+        while not self.stop.is_set():
+            await app.follow_up()
+            await wait_for_stop(self.stop, FOLLOW_UP_EVERY)
+
     async def _retention(self, app: App) -> None:
         """Purge what the retention settings say is no longer needed: at start, then daily."""
         while not self.stop.is_set():
@@ -158,6 +165,7 @@ class Daemon:
 
 
 RETENTION_EVERY = 24 * 3600.0
+FOLLOW_UP_EVERY = 60.0
 
 
 async def wait_for_either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ from structlog.contextvars import bound_contextvars
 from actions.escalate import EscalationSubject, Mailer, OutboxMailer, render_escalation
 from actions.policy import ActionKind, escalation_routes
 from actions.report import ReportPackSubject, write_report_pack
+from actions.responses import ResponseContext, render_public_reply
 from actions.states import ActionState
 from classifiers.taxonomy import Severity, Tag
 from connectors.base import Capability, Connector, ModerationTarget, NotSupported
 from monitor.alerts import render_admin_alert
+from monitor.config import Secret
+from monitor.links import ack_url
 from monitor.logging import get_logger
 from monitor.pipeline import verdict_from_json
 from monitor.retry import RetryPolicy
@@ -37,6 +41,7 @@ _MODERATION = {
     ActionKind.UNHIDE: Capability.UNHIDE,
     ActionKind.DELETE: Capability.DELETE,
     ActionKind.REPORT: Capability.REPORT,
+    ActionKind.REPLY: Capability.REPLY,
 }
 
 
@@ -92,6 +97,8 @@ class ExecutorSettings:
     school_name: str
     school_id: int
     dsl_recipients: tuple[str, ...]
+    deputy_recipients: tuple[str, ...] = ()
+    link_secret: Secret | None = None  # signs acknowledgement links; None: no links
     admin_recipients: tuple[str, ...]
     sender: str
     message_domain: str
@@ -99,6 +106,8 @@ class ExecutorSettings:
     reports_dir: Path
     outbox_dir: Path
     excerpt: str = "full"
+    published_contacts: tuple[str, ...] = ()
+    templates_dir: Path | None = None
     batch_size: int = 20
     action_timeout: float = 60.0
 
@@ -157,6 +166,19 @@ class Executor:
         except NotSupported as err:  # a person has to do it: tell them exactly how
             return await self._report_pack(action, item, str(err))
 
+    async def _reply_text(self, item: WorkItem) -> str:
+        """The school's public reply explaining a removal: no names, no repeat of the post."""
+        verdict = await self.store.verdict_of(item)
+        context = ResponseContext(
+            school=self.settings.school_name,
+            platform=item.platform,
+            posted_at=item.posted_at,
+            today=self.clock().date(),
+            contacts=self.settings.published_contacts,
+            flags=tuple(verdict["flags"]),
+        )
+        return render_public_reply(context, templates_dir=self.settings.templates_dir)
+
     async def _report_pack(self, action: ActionRecord, item: WorkItem, why: str) -> dict[str, Any]:
         verdict = await self.store.verdict_of(item)
         subject = ReportPackSubject(
@@ -174,6 +196,7 @@ class Executor:
             + ((action.route,) if action.route else ()),
             wanted=action.kind,
             why_not=why,
+            tags=tuple(verdict["tags"]),
             child_imagery=Tag.CHILD_SEXUAL_IMAGERY.value in verdict["tags"],
         )
         path = await asyncio.to_thread(write_report_pack, self.settings.reports_dir, subject)
@@ -193,6 +216,7 @@ class Executor:
             parent_id=item.parent_id,
             thread_id=item.thread_id,
             account=item.account,
+            text=await self._reply_text(item) if kind is ActionKind.REPLY else None,
         )
         result = await connector.moderate(capability, target)
         if not result.supported:
@@ -203,24 +227,18 @@ class Executor:
 
     async def _escalate(self, action: ActionRecord, item: WorkItem) -> dict[str, Any]:
         verdict = await self.store.verdict_of(item)
-        routes = escalation_routes(verdict_from_json(verdict))
         key = f"esc-{action.id}"
         escalation = await self.store.ensure_escalation(
             action,
             recipients=self.settings.dsl_recipients,
-            routes=routes,
+            routes=escalation_routes(verdict_from_json(verdict)),
             message_id=f"<{key}@{self.settings.message_domain}>",
             now=self.clock(),
         )
         if escalation.state != "queued":
             return {"escalation_id": escalation.id, "already": escalation.state}
-        siblings = await self.store.case_actions(action.case_id)
-        message = render_escalation(
-            self._subject(key, action, item, verdict, routes, siblings),
-            sender=self.settings.sender,
-            recipients=escalation.recipients,
-            message_domain=self.settings.message_domain,
-            date=self.clock(),
+        message = await self.escalation_message(
+            action, item, escalation_id=escalation.id, key=key, recipients=escalation.recipients
         )
         await self.mailer.send(message)
         await self.store.mark_escalation_sent(escalation.id, self.clock())
@@ -228,6 +246,34 @@ class Executor:
             "escalation_sent", escalation_id=escalation.id, recipients=len(escalation.recipients)
         )
         return {"escalation_id": escalation.id, "message_id": escalation.message_id}
+
+    async def escalation_message(
+        self,
+        action: ActionRecord,
+        item: WorkItem,
+        *,
+        escalation_id: int,
+        key: str,
+        recipients: Sequence[str],
+        resent_note: str | None = None,
+    ) -> EmailMessage:
+        """The DSL email for an escalate action (also used to re-send it to the deputies)."""
+        verdict = await self.store.verdict_of(item)
+        routes = escalation_routes(verdict_from_json(verdict))
+        siblings = await self.store.case_actions(action.case_id)
+        now = self.clock()
+        subject = replace(
+            self._subject(key, action, item, verdict, routes, siblings),
+            ack_url=ack_url(self.settings.base_url, self.settings.link_secret, escalation_id, now),
+            resent_note=resent_note,
+        )
+        return render_escalation(
+            subject,
+            sender=self.settings.sender,
+            recipients=recipients,
+            message_domain=self.settings.message_domain,
+            date=now,
+        )
 
     def _subject(
         self,

@@ -17,6 +17,7 @@ from typing import Any
 
 from actions.evidence import EvidenceRecord, EvidenceSubject, EvidenceWriter
 from actions.policy import PolicySettings, decide, response_due
+from actions.render import EvidencePreparer, Prepared
 from classifiers import Classifier
 from classifiers.base import Input, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
@@ -48,6 +49,7 @@ class Pipeline:
     act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
     alert: Callable[..., Awaitable[None]] | None = None  # tells the admin when an item is held
     hold_after: int = 5
+    preparer: EvidencePreparer | None = None  # media, Chromium card, live capture
 
     async def classify_batch(self) -> int:
         """Classify one batch of new items (in a worker thread: spaCy is CPU-bound)."""
@@ -113,7 +115,8 @@ class Pipeline:
                 verdict = await claim.verdict(item)
                 subject = self._subject(item, verdict, await claim.parent_text(item))
                 now = self.clock()
-                await claim.record_evidence(item, self._capturer(subject, now), now)
+                prepared = await self._prepare(item, subject, now)  # outside the chain lock
+                await claim.record_evidence(item, self._capturer(subject, now, prepared), now)
 
             await self._each(claim, Stage.EVIDENCE, capture_one)
             return len(claim.items)
@@ -171,12 +174,29 @@ class Pipeline:
                 ),
             )
 
+    async def _prepare(self, item: WorkItem, subject: EvidenceSubject, now: datetime) -> Prepared:
+        """Fetch media and render the card; nothing at all for suspected child imagery."""
+        if subject.child_imagery or self.preparer is None:
+            return Prepared()  # never downloaded or rendered (DESIGN.md, "must never happen")
+        urls = [m.get("url", "") for m in item.media if m.get("type") in ("image", "video")]
+        prepared = await self.preparer.prepare(subject, captured_at=now, media_urls=urls)
+        for reason in prepared.refusals:  # reasons carry host and path, never the query
+            log.info("evidence_refusal", item_id=item.id, reason=reason)
+        return prepared
+
     def _capturer(
-        self, subject: EvidenceSubject, now: datetime
+        self, subject: EvidenceSubject, now: datetime, prepared: Prepared
     ) -> Callable[[str], Awaitable[EvidenceRecord]]:
         async def capture(prev_hash: str) -> EvidenceRecord:
             return await asyncio.to_thread(
-                self.evidence.capture, subject, captured_at=now, prev_hash=prev_hash
+                self.evidence.capture,
+                subject,
+                captured_at=now,
+                prev_hash=prev_hash,
+                card=prepared.card,
+                renderer=prepared.renderer,
+                media=prepared.media,
+                live=prepared.live,
             )
 
         return capture

@@ -116,6 +116,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
                 "sender": "vigil@oakfield.example.sch.uk",
                 "admin": ["it@oakfield.example.sch.uk"],
             },
+            # Pillow cards keep the pipeline tests fast; tests/integration/test_chromium_card.py
+            # drives the real browser.
+            "evidence": {"renderer": "pillow"},
         }
         for key, value in sections.items():
             data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value

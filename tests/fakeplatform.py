@@ -94,6 +94,8 @@ class FakeGraph:
     def remove(self, comment_id: str) -> None:
         del self.comments[comment_id]
 
+    replies: list[tuple[str, str]] = field(default_factory=list)  # (object replied to, message)
+
     def moderation(self) -> list[tuple[str, str, dict[str, str]]]:
         """The hide/unhide/delete calls received."""
         return [c for c in self.calls if c[0] in ("POST", "DELETE")]
@@ -104,6 +106,7 @@ class FakeGraph:
         app = web.Application()
         app.router.add_route("*", "/{version}/{object_id}", self._object)
         app.router.add_get("/{version}/{object_id}/{edge}", self._edge)
+        app.router.add_post("/{version}/{object_id}/comments", self._reply)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         sock = socket.socket()
@@ -150,6 +153,17 @@ class FakeGraph:
             hidden = params.get("is_hidden", "").lower() == "true"
             self.comments[object_id]["is_hidden"] = hidden
         return web.json_response({"success": True})
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        params = await self._params(request)
+        object_id = request.match_info["object_id"]
+        self.calls.append(
+            ("REPLY", object_id, {k: v for k, v in params.items() if k != "access_token"})
+        )
+        if not self._authorised(request, params):
+            return web.json_response(OAUTH_ERROR, status=400)
+        self.replies.append((object_id, params.get("message", "")))
+        return web.json_response({"id": f"{object_id}_reply{len(self.replies)}"})
 
     async def _edge(self, request: web.Request) -> web.Response:
         params = await self._params(request)

@@ -356,6 +356,60 @@ class Store:
         target = ActionState.APPROVED if approve else ActionState.REJECTED
         return await self.finish_action(action_id, target, now=now, reason=reason, actor=actor)
 
+    async def add_action(
+        self, item_id: int, kind: str, *, actor: str, reason: str, approved: bool, now: datetime
+    ) -> ActionRecord:
+        """A person adds an action to an item's case (an undo is an unhide like any other).
+
+        Raises StoreError if the item has no case or already has an action of that kind.
+        """
+        async with self.transaction() as s:
+            case = await s.scalar(select(t.Case).where(t.Case.item_id == item_id))
+            if case is None:
+                raise StoreError(f"item {item_id} has no case")
+            taken = await s.scalar(
+                select(t.Action.id).where(t.Action.item_id == item_id, t.Action.kind == kind)
+            )
+            if taken is not None:
+                raise StoreError(f"item {item_id} already has a {kind} action ({taken})")
+            state = ActionState.APPROVED if approved else ActionState.PROPOSED
+            row = t.Action(
+                school_id=case.school_id,
+                case_id=case.id,
+                item_id=item_id,
+                kind=kind,
+                state=state.value,
+                automatic=False,
+                route=None,
+                reason=reason,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            await s.flush()
+            s.add(
+                t.ActionTransition(
+                    action_id=row.id,
+                    from_state=None,
+                    to_state=state.value,
+                    actor=actor,
+                    reason=reason,
+                    at=now,
+                )
+            )
+            add_audit(
+                s,
+                case.school_id,
+                now,
+                actor,
+                "action_added",
+                "action",
+                row.id,
+                {"kind": kind, "item_id": item_id},
+            )
+            return ActionRecord.from_row(row)
+
     async def release_leases(self, now: datetime) -> int:
         """Make every running action claimable again (single-process SQLite start-up)."""
         async with self.transaction() as s:

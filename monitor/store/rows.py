@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from actions.states import ActionState, check_transition
 from monitor.store import tables as t
@@ -59,6 +60,20 @@ def of_school(column: Any, school_id: int | None) -> tuple[Any, ...]:
     return () if school_id is None else (column == school_id,)
 
 
+def _taken_down() -> Any:
+    """The item's hide or delete is done: a public reply explaining it may go out."""
+    done = aliased(t.Action)
+    return (
+        select(done.id)
+        .where(
+            done.item_id == t.Action.item_id,
+            done.kind.in_(NEEDS_EVIDENCE),
+            done.state == ActionState.DONE.value,
+        )
+        .exists()
+    )
+
+
 def due_actions_query(now: datetime) -> Any:
     evidence_ready = exists().where(
         t.Evidence.item_id == t.Action.item_id,
@@ -73,7 +88,10 @@ def due_actions_query(now: datetime) -> Any:
         and_(t.Action.state == ActionState.FAILED.value, t.Action.next_attempt_at <= now),
         and_(t.Action.state == ActionState.RUNNING.value, t.Action.lease_until <= now),
     )
-    gate = or_(t.Action.kind.not_in(NEEDS_EVIDENCE), evidence_ready)
+    gate = and_(
+        or_(t.Action.kind.not_in(NEEDS_EVIDENCE), evidence_ready),
+        or_(t.Action.kind != "reply", _taken_down()),
+    )
     return (
         select(t.Action)
         .where(due, gate)

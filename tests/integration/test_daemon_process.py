@@ -84,6 +84,9 @@ interval = 60
 max_items_per_poll = 100000
 options = {{ path = "{posts}", page_size = 100, moderation_log = "{tmp_path / "calls.jsonl"}" }}
 
+[evidence]
+renderer = "pillow"
+
 [daemon]
 state_dir = "{state}"
 batch_size = 50

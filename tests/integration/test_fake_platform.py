@@ -88,3 +88,30 @@ async def test_the_daemon_hides_an_abusive_comment_through_the_platform(
     assert items[kind].version == 2 and items[kind].state == "flagged"
     assert items[abuse].gone_at is not None  # kept, marked gone
     assert graph.comments[kind]["is_hidden"]  # the edited comment was hidden too
+
+
+async def test_an_approved_reply_explains_the_removal_after_the_hide(
+    make_settings: Callable[..., Settings],
+    graph: FakeGraph,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VIGIL_TEST_FB_TOKEN", graph.token)
+    post = "122100000000000001"
+    graph.add_post(post, "Sports day photos are up!", clock() - timedelta(hours=3))
+    graph.add_comment(post, "987654321000002", ABUSE, "Someone Else", clock() - timedelta(hours=1))
+    settings = facebook_settings(make_settings, graph)
+    await upgrade(settings.database_url())
+    await Daemon(settings, clock=clock).run(once=True)
+    assert graph.replies == []  # proposed, not automatic
+    store = Store.open(settings.database_url())
+    try:
+        reply = next(a for a in await store.case_actions(1) if a.kind == "reply")
+        assert reply.state == "proposed"
+        await store.decide_action(reply.id, True, actor="ms.shah", reason="ok", now=clock())
+    finally:
+        await store.close()
+    await Daemon(settings, clock=clock).run(once=True)
+    ((replied_to, message),) = graph.replies
+    assert replied_to == f"{graph.page_id}_{post}"  # under the post, not the hidden comment
+    assert "Oakfield" in message and "country" not in message  # never repeats the comment

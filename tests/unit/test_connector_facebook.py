@@ -521,3 +521,87 @@ async def test_page_id_falls_back_to_the_account(graph: FakeGraph) -> None:
     conn = FacebookConnector.from_context(context)
     assert conn.listing_path() == f"{PAGE}/feed" and TOKEN not in repr(conn.settings)
     await conn.aclose()
+
+
+# --- the public reply after a removal (Capability.REPLY) ------------------------------------
+
+REPLY_TEXT = "We have removed a comment from this conversation because it was spam."
+
+
+def replying(target: ModerationTarget, text: str | None = REPLY_TEXT) -> ModerationTarget:
+    return ModerationTarget(
+        platform=target.platform,
+        external_id=target.external_id,
+        parent_id=target.parent_id,
+        thread_id=target.thread_id,
+        text=text,
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "parent"),
+    [
+        # a top-level comment: the reply is a new comment on the post
+        (
+            ModerationTarget(platform="facebook", external_id=C1, parent_id=POST1, thread_id=POST1),
+            POST1,
+        ),
+        # a reply to a comment: the reply goes under that comment, never under the hidden one
+        (COMMENT, C1),
+    ],
+)
+async def test_reply_posts_under_the_removed_comments_parent(
+    graph: FakeGraph, target: ModerationTarget, parent: str
+) -> None:
+    graph.add(f"GET {parent}/comments", EMPTY)
+    graph.add(f"POST {parent}/comments", {"id": f"{parent}_555"})
+    conn = connector(graph)
+    result = await conn.moderate(Capability.REPLY, replying(target))
+    assert result.supported and result.done and f"{parent}_555" in result.detail
+    assert graph.paths() == [f"GET {parent}/comments", f"POST {parent}/comments"]
+    read, post = graph.requests
+    assert read.url.params["order"] == "reverse_chronological"
+    assert read.url.params["fields"] == "id,message"
+    assert parse_qs(post.content.decode()) == {"message": [REPLY_TEXT]}
+    assert "message" not in post.url.params and TOKEN not in str(post.url)
+    assert Capability.REPLY in conn.capabilities
+
+
+async def test_a_reply_already_in_the_thread_is_not_posted_again(graph: FakeGraph) -> None:
+    posted = {"id": f"{C1}_9", "message": REPLY_TEXT.replace(" ", "  ", 2)}
+    graph.add(f"GET {C1}/comments", {"data": [{"id": "x", "message": "other"}, posted]})
+    result = await connector(graph).moderate(Capability.REPLY, replying(COMMENT))
+    assert result.done and f"{C1}_9" in result.detail
+    assert graph.paths() == [f"GET {C1}/comments"]
+
+
+async def test_a_failed_reply_post_is_not_retried_within_the_call(
+    graph: FakeGraph, sleeps: list[float]
+) -> None:
+    # A 5xx after Meta stored the comment would otherwise post it twice; the executor's retry
+    # reads the thread first.
+    graph.add(f"GET {C1}/comments", EMPTY)
+    graph.add(f"POST {C1}/comments", {"error": {"message": "busy"}}, status=503)
+    with pytest.raises(ConnectorUnavailable):
+        await connector(graph, sleeps).moderate(Capability.REPLY, replying(COMMENT))
+    assert graph.paths().count(f"POST {C1}/comments") == 1 and sleeps == []
+
+
+async def test_a_reply_answer_without_an_id_is_unavailable(graph: FakeGraph) -> None:
+    graph.add(f"GET {C1}/comments", EMPTY)
+    graph.add(f"POST {C1}/comments", {"success": True})
+    with pytest.raises(ConnectorUnavailable, match="no id"):
+        await connector(graph).moderate(Capability.REPLY, replying(COMMENT))
+
+
+async def test_a_reply_needs_a_comment_and_a_message(graph: FakeGraph) -> None:
+    conn = connector(graph)
+    post = ModerationTarget(platform="facebook", external_id=POST1, thread_id=POST1, text="hi")
+    result = await conn.moderate(Capability.REPLY, post)
+    assert not result.supported and "only a comment" in result.detail
+    odd = ModerationTarget(platform="facebook", external_id=C2, parent_id="../me", text="hi")
+    assert not (await conn.moderate(Capability.REPLY, odd)).supported
+    for text in (None, "   ", "x" * 8001):
+        with pytest.raises(ValueError, match=r"target\.text"):
+            await conn.moderate(Capability.REPLY, replying(COMMENT, text))
+    assert graph.requests == []

@@ -331,3 +331,55 @@ async def test_a_server_error_then_success_is_retried_in_the_call(graph: FakeGra
     batches, _ = await poll(connector(graph), Cursor())
     assert MEDIA in posts(batches)
     assert graph.paths().count(f"GET {USER}/media") == 2
+
+
+# --- the public reply after a removal (Capability.REPLY) ------------------------------------
+
+REPLY_TEXT = "We have removed a comment from this conversation because it was spam."
+
+
+@pytest.mark.parametrize(
+    ("removed", "parent", "edge"),
+    [
+        # a top-level comment: a new comment on the media
+        (C1, MEDIA, "comments"),
+        # a reply: a reply to its top-level comment (Instagram refuses replies to hidden ones)
+        (REPLY, C1, "replies"),
+    ],
+)
+async def test_reply_posts_on_the_media_or_under_the_top_level_comment(
+    graph: FakeGraph, removed: str, parent: str, edge: str
+) -> None:
+    graph.add(f"GET {parent}/{edge}", EMPTY)
+    graph.add(f"POST {parent}/{edge}", {"id": "17899999999999999"})
+    target = ModerationTarget(
+        platform="instagram",
+        external_id=removed,
+        parent_id=parent,
+        thread_id=MEDIA,
+        text=REPLY_TEXT,
+    )
+    conn = connector(graph)
+    result = await conn.moderate(Capability.REPLY, target)
+    assert result.done and "17899999999999999" in result.detail
+    assert graph.paths() == [f"GET {parent}/{edge}", f"POST {parent}/{edge}"]
+    assert graph.requests[0].url.params["fields"] == "id,text"
+    assert parse_qs(graph.requests[1].content.decode()) == {"message": [REPLY_TEXT]}
+    assert Capability.REPLY in conn.capabilities
+
+
+async def test_an_instagram_reply_is_posted_once_and_within_the_length_limit(
+    graph: FakeGraph,
+) -> None:
+    graph.add(f"GET {C1}/replies", {"data": [{"id": "1789", "text": REPLY_TEXT}]})
+    target = ModerationTarget(
+        platform="instagram", external_id=REPLY, parent_id=C1, thread_id=MEDIA, text=REPLY_TEXT
+    )
+    conn = connector(graph)
+    result = await conn.moderate(Capability.REPLY, target)
+    assert result.done and "1789" in result.detail and graph.paths() == [f"GET {C1}/replies"]
+    too_long = ModerationTarget(
+        platform="instagram", external_id=REPLY, parent_id=C1, thread_id=MEDIA, text="x" * 2201
+    )
+    with pytest.raises(ValueError, match="2200"):
+        await conn.moderate(Capability.REPLY, too_long)

@@ -21,7 +21,9 @@ from classifiers.taxonomy import Cell, Flag, Severity, Tag
 from connectors.base import Capability, SourceKind
 
 NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)  # a Wednesday
-ALL_CAPS = frozenset(Capability)
+# Every moderation call except REPLY: the tables below are about takedowns; replies have their own.
+ALL_CAPS = frozenset(Capability) - {Capability.REPLY}
+WITH_REPLY = frozenset(Capability)
 ALL = ALL_CAPS
 REPORT_ONLY = frozenset({Capability.REPORT})
 NO_CAPS: frozenset[Capability] = frozenset()
@@ -201,7 +203,7 @@ FLAG_SETS = [combo for n in range(len(Flag) + 1) for combo in itertools.combinat
 
 @pytest.mark.parametrize("tags", SAMPLE_TAGS, ids=lambda t: "-".join(t) or "no-tags")
 def test_invariants_over_all_combinations(tags: tuple[Tag, ...]) -> None:
-    kind_order = [E, H, ActionKind.DELETE, R, V, ActionKind.UNHIDE]
+    kind_order = [E, H, ActionKind.DELETE, R, V, ActionKind.REPLY, ActionKind.UNHIDE]
     for flags, severity, source, caps in itertools.product(
         FLAG_SETS, list(Severity), [OWN, MENTION], [ALL_CAPS, REPORT_ONLY, NO_CAPS]
     ):
@@ -263,3 +265,27 @@ def test_response_due(now: datetime, hours: int, expected: datetime) -> None:
 def test_response_due_rejects_naive_now() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         response_due(datetime(2025, 1, 1), PolicySettings())
+
+
+@pytest.mark.parametrize(
+    ("flags", "severity", "tags", "expected"),
+    [
+        ((AB,), Severity.HIGH, (), True),  # an abusive comment is hidden: say why, once approved
+        ((Flag.SPAM,), Severity.LOW, (), True),
+        ((SG,), Severity.HIGH, (), False),  # never draw attention to a safeguarding matter
+        ((AB,), Severity.HIGH, (Tag.THREAT,), False),  # a threat is a safeguarding matter
+        ((), Severity.NONE, (Tag.FAIR_CRITICISM,), False),  # nothing hidden, nothing to explain
+    ],
+)
+def test_a_public_reply_is_proposed_only_after_a_takedown_and_never_automatic(
+    flags: tuple[Flag, ...], severity: Severity, tags: tuple[Tag, ...], expected: bool
+) -> None:
+    actions = run(verdict(*flags, sev=severity, tags=tags), OWN, WITH_REPLY)
+    replies = [a for a in actions if a.kind is ActionKind.REPLY]
+    assert bool(replies) is expected
+    assert all(not a.automatic for a in replies)
+    assert not [
+        a
+        for a in run(verdict(*flags, sev=severity, tags=tags), MENTION, WITH_REPLY)
+        if a.kind is ActionKind.REPLY
+    ]

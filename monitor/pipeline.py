@@ -223,9 +223,15 @@ class Pipeline:
         )
 
     async def run_stages_once(self) -> int:
-        """One batch of every stage, in order; returns how much work was done."""
+        """One batch of every stage, in order; returns how much work was done.
+
+        Actions run before evidence capture as well as after: an escalation needs no evidence,
+        so the DSL's email does not wait for a batch of cards (hide and delete still do).
+        """
         done = await self.classify_batch()
         done += await self.decide_batch()
+        if self.act is not None:
+            done += await self.act()
         done += await self.evidence_batch()
         if self.act is not None:
             done += await self.act()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 
 import pytest
 
@@ -88,3 +89,58 @@ def test_hostile_text_in_every_field_is_escaped_in_html() -> None:
     )
     _, _, html = bodies(subject)
     assert "<script>" not in html and "<img" not in html and "&lt;script&gt;" in html
+
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(2)>',
+    "{{7*7}} {% raw %} ${7*7}",
+    "<style>body{background:url(http://127.0.0.1:1/x)}</style>",
+    '<link rel="stylesheet" href="http://127.0.0.1:1/x.css">',
+    '<a href="javascript:alert(3)">click</a>',
+    "\u202eevil\u202c \u200b zero\u200dwidth",
+]
+
+
+class Markup(HTMLParser):
+    """Collects every tag and attribute the HTML part really contains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes += attrs
+
+
+SAFE_TAGS = {
+    "html",
+    "body",
+    "p",
+    "strong",
+    "table",
+    "tr",
+    "th",
+    "td",
+    "h3",
+    "ul",
+    "li",
+    "pre",
+    "a",
+    "br",
+}
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, "A" * 1_000_000])
+def test_hostile_or_huge_posts_cannot_make_the_email_run_or_fetch_anything(text: str) -> None:
+    _, plain, html = bodies(replace(BASE, text=text, author_handle=text[:200]))
+    markup = Markup()
+    markup.feed(html)
+    assert markup.tags <= SAFE_TAGS  # no script, img, style, link, iframe: nothing runs or loads
+    for name, value in markup.attributes:
+        assert not name.startswith("on")
+        if name == "href":
+            assert value is not None and value.startswith(("https://", "http://"))
+    assert len(plain) < 20_000 and len(html) < 40_000  # a 1 MB post is truncated, not mailed

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from actions.responses import (
+    ResponseContext,
+    render_parent_letter,
+    render_parent_letter_html,
+    render_parent_letter_subject,
+)
 from monitor.app import build_classifier_for, build_connector, dsl_recipients, utcnow
 from monitor.config import ConfigError, Settings
 from monitor.registry import RegistryError, connector_class
@@ -145,3 +151,39 @@ async def undo(settings: Settings, action_id: int, *, by: str, reason: str) -> i
         return added.id
     finally:
         await store.close()
+
+
+async def parent_letter(
+    settings: Settings,
+    case_id: int,
+    *,
+    parent: str,
+    sender: str,
+    role: str,
+    complaints: str | None,
+    html: bool,
+) -> str:
+    """The letter asking a parent to take a post down, filled from the case (never its text)."""
+    store = Store.open(settings.database_url())
+    try:
+        item = await store.item(await store.case_item_id(case_id))
+        verdict = await store.verdict_of(item)
+    finally:
+        await store.close()
+    context = ResponseContext(
+        school=settings.school.name,
+        platform=item.platform,
+        posted_at=item.posted_at,
+        today=utcnow().date(),
+        contacts=settings.school.published_contacts,
+        flags=tuple(verdict["flags"]),
+        parent_name=parent,
+        sender_name=sender,
+        sender_role=role,
+        complaints_procedure=complaints,
+    )
+    templates = settings.policy.templates_dir
+    if html:
+        return render_parent_letter_html(context, templates_dir=templates)
+    subject = render_parent_letter_subject(context, templates_dir=templates)
+    return f"Subject: {subject}\n\n{render_parent_letter(context, templates_dir=templates)}"

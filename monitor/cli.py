@@ -261,6 +261,54 @@ def actions_undo(config_path: Path, action_id: int, by: str, reason: str) -> Non
 
 
 @main.group()
+def cases() -> None:
+    """Letters and other documents made from a case."""
+
+
+@cases.command("letter")
+@config_option
+@click.argument("case_id", type=int)
+@click.option("--parent", required=True, help="How to address the parent, e.g. 'Mr and Mrs Smith'.")
+@click.option("--from", "sender", required=True, help="Who signs the letter.")
+@click.option("--role", default="Headteacher", show_default=True, help="The signatory's role.")
+@click.option(
+    "--complaints", default=None, help="Where the complaints procedure is (a web address)."
+)
+@click.option("--html", is_flag=True, help="Print the HTML version instead of plain text.")
+def cases_letter(
+    config_path: Path,
+    case_id: int,
+    parent: str,
+    sender: str,
+    role: str,
+    complaints: str | None,
+    html: bool,
+) -> None:
+    """Print a letter asking a parent to take a post down and come in to talk (editable)."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.checks import parent_letter
+    from monitor.store import StoreError
+
+    try:
+        text = _run(
+            parent_letter(
+                settings,
+                case_id,
+                parent=parent,
+                sender=sender,
+                role=role,
+                complaints=complaints,
+                html=html,
+            )
+        )
+    except StoreError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(text)
+
+
+@main.group()
 def items() -> None:
     """Items that need a person's help."""
 

@@ -436,6 +436,14 @@ class Store:
             )
             return [ActionRecord.from_row(r) for r in rows]
 
+    async def case_item_id(self, case_id: int) -> int:
+        """The item a case is about; StoreError if there is no such case."""
+        async with self._sessions() as s:
+            item_id = await s.scalar(select(t.Case.item_id).where(t.Case.id == case_id))
+        if item_id is None:
+            raise StoreError(f"no case with id {case_id}")
+        return int(item_id)
+
     async def item(self, item_id: int) -> WorkItem:
         """One item at its current version."""
         async with self._sessions() as s:

@@ -104,3 +104,45 @@ def test_a_moderator_approves_a_hide_then_undoes_it(tmp_path: Path, clock: Clock
     assert calls == ["hide", "unhide"]
     code, out = invoke("actions", "approve", str(hide.id), "--config", str(config), "--by", "x")
     assert code == 2 and "done" in out  # a done action cannot be approved again
+
+
+def test_a_parent_letter_is_filled_from_the_case_without_the_post(
+    tmp_path: Path, clock: Clock
+) -> None:
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps(
+            {
+                "op": "post",
+                "platform": "facebook",
+                "external_id": "c1",
+                "text": INSULT,
+                "created_at": "2026-11-02T09:00:00Z",
+            }
+        )
+        + "\n"
+    )
+    config = write_config(tmp_path, posts)
+    from monitor.config import load_settings
+
+    settings = load_settings(config)
+    asyncio.run(upgrade(settings.database_url()))
+    asyncio.run(Daemon(settings, clock=clock).run(once=True))
+    code, out = invoke(
+        "cases",
+        "letter",
+        "1",
+        "--config",
+        str(config),
+        "--parent",
+        "Mr Smith",
+        "--from",
+        "Sarah Whitfield",
+    )
+    assert code == 0, out
+    assert "Mr Smith" in out and "Sarah Whitfield" in out and "Oakfield Primary School" in out
+    assert "worthless" not in out and "pig" not in out  # never repeats the post
+    code, out = invoke(
+        "cases", "letter", "99", "--config", str(config), "--parent", "X", "--from", "Y"
+    )
+    assert code == 2 and "no case" in out

@@ -151,6 +151,22 @@ class ClassifierSettings:
     suppress: tuple[str, ...] = ()  # lexicon entry ids to switch off
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 64
     timeout: Seconds = 120.0
+    # Detoxify (optional extra `vigil[detoxify]`); add "detoxify" to detectors to use it.
+    detoxify_model: str = "original-small"  # original, unbiased, multilingual, original-small, ...
+    detoxify_checkpoint: Path | None = None  # a local checkpoint (no downloads at run time)
+    detoxify_config_dir: Path | None = None  # the local Hugging Face config/tokenizer directory
+    detoxify_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    detoxify_thresholds: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "toxicity": 0.8,
+            "severe_toxicity": 0.5,
+            "threat": 0.6,
+            "insult": 0.8,
+            "identity_attack": 0.6,
+            "obscene": 0.9,
+            "sexual_explicit": 0.7,
+        }
+    )  # score at or above which a Detoxify label raises a signal
 
 
 @dataclass(frozen=True, kw_only=True)

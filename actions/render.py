@@ -30,6 +30,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +93,6 @@ log = logging.getLogger(__name__)
 
 CARD_HTML_VERSION = "card-html/1"
 CHROMIUM_ARGS = (
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -402,10 +402,14 @@ class ChromiumRenderer:
         from playwright.async_api import async_playwright
 
         self._pw = await async_playwright().start()
+        root = os.geteuid() == 0
         self._browser = await self._pw.chromium.launch(
             executable_path=str(self._path),
             headless=True,
-            args=list(CHROMIUM_ARGS),
+            # Chromium's own sandbox whenever it can run: it cannot as root (tests, containers),
+            # where the process's own confinement (the systemd unit) is all there is.
+            chromium_sandbox=not root,
+            args=[*CHROMIUM_ARGS, *(["--no-sandbox"] if root else [])],
             timeout=max(self._timeout, _LAUNCH_TIMEOUT) * 1000,
         )
         self.version = self._browser.version

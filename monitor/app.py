@@ -42,7 +42,6 @@ __all__ = [
 
 log = get_logger(__name__)
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 
 def utcnow() -> datetime:

@@ -13,14 +13,13 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from monitor.app import App, SchemaOutOfDate, build_app, purge_expired, utcnow
 from monitor.config import Settings
 from monitor.logging import get_logger
 from monitor.retry import RetryPolicy
 from monitor.scheduler import build_scheduler
 from monitor.sdnotify import Notifier
+from monitor.store import UNREACHABLE
 from monitor.supervisor import Supervisor, wait_for_stop
 
 __all__ = ["Daemon", "DatabaseUnreachable", "SchemaOutOfDate"]
@@ -76,7 +75,7 @@ class Daemon:
         while True:
             try:
                 return await build_app(self.settings, clock=self.clock)
-            except (OSError, OperationalError, InterfaceError) as err:
+            except UNREACHABLE as err:
                 attempts += 1
                 delay = STARTUP_RETRY.next_delay(attempts, err)
                 if delay is None:

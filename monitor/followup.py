@@ -47,8 +47,11 @@ class FollowUp:
     async def run(self, now: datetime) -> None:
         """Everything that is due at ``now``; a failure is logged and retried next time."""
         try:
-            await self.resend_unacknowledged(now)
-            await self.send_digest_if_due(now)
+            async with self.store.follow_up_lock(self.school_id) as held:
+                if not held:  # another process is doing it (several processes on PostgreSQL)
+                    return
+                await self.resend_unacknowledged(now)
+                await self.send_digest_if_due(now)
         except Exception as err:  # the next run tries again; nothing is marked done unsent
             log.error("follow_up_failed", error=type(err).__name__)
 

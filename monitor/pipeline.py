@@ -45,6 +45,9 @@ class Pipeline:
     clock: Clock
     batch_size: int = 100
     classify_batch_size: int = 64
+    # Small: a batch's cards are rendered while its claim holds the SQLite write lock, and an
+    # acknowledgement from the web app must not wait long behind it.
+    evidence_batch_size: int = 10
     classify_timeout: float = 120.0
     act: Callable[[], Awaitable[int]] | None = None  # the executor's one-batch step
     alert: Callable[..., Awaitable[None]] | None = None  # tells the admin when an item is held
@@ -108,7 +111,7 @@ class Pipeline:
     async def evidence_batch(self) -> int:
         """Capture evidence of every flagged item version, before any hide or delete."""
         async with self.store.claim_items(
-            Stage.EVIDENCE, self.batch_size, school_id=self.school_id
+            Stage.EVIDENCE, self.evidence_batch_size, school_id=self.school_id
         ) as claim:
 
             async def capture_one(item: WorkItem) -> None:

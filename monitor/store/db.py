@@ -7,11 +7,21 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-__all__ = ["WRITE_OPTION", "AsyncSession", "create_engine", "is_sqlite", "make_sessionmaker"]
+__all__ = [
+    "UNREACHABLE",
+    "WRITE_OPTION",
+    "AsyncSession",
+    "create_engine",
+    "is_sqlite",
+    "make_sessionmaker",
+]
 
+# Errors that mean "the database cannot be reached", for callers that wait and retry.
+UNREACHABLE: tuple[type[BaseException], ...] = (OSError, OperationalError, InterfaceError)
 WRITE_OPTION = "vigil_write"  # execution option marking a transaction that will write
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     pass
 
 __all__ = ["IngestCounts", "ItemClaim", "ItemState", "Stage", "Store", "StoreError"]
+
+
+SOURCE_LOCKS = 7_800_000  # advisory lock key spaces, one per purpose
+FOLLOW_UP_LOCKS = 7_900_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,17 +152,21 @@ class Store:
         async with self._sessions() as s:
             return [SourceState.from_row(r) for r in await s.scalars(query)]
 
-    @asynccontextmanager
-    async def source_lock(self, source_id: int) -> AsyncIterator[bool]:
-        """Hold the right to poll one source; yields False when another process holds it.
+    def source_lock(self, source_id: int) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to poll one source; yields False when another process holds it."""
+        return self._try_lock(SOURCE_LOCKS + source_id)
 
-        PostgreSQL: a session advisory lock on its own connection. SQLite has one process.
-        """
+    def follow_up_lock(self, school_id: int) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to send one school's re-sends and digest (one process at a time)."""
+        return self._try_lock(FOLLOW_UP_LOCKS + school_id)
+
+    @asynccontextmanager
+    async def _try_lock(self, key: int) -> AsyncIterator[bool]:
+        """A session advisory lock on its own connection (PostgreSQL); SQLite has one process."""
         if self.sqlite:
             yield True
             return
         async with self.engine.connect() as conn:
-            key = 7_800_000 + source_id
             held = bool(await conn.scalar(select(func.pg_try_advisory_lock(key))))
             try:
                 yield held

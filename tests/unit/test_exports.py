@@ -82,6 +82,7 @@ EXPORTS: dict[str, list[str]] = {
         "visible_text",
     ],
     "monitor.store": [
+        "UNREACHABLE",
         "ActionRecord",
         "EscalationRecord",
         "IngestCounts",

@@ -31,6 +31,7 @@ from classifiers.people import PeopleDetector
 from classifiers.personal_info import PersonalInfoDetector
 from classifiers.rules import RulesDetector
 from classifiers.taxonomy import ALL_CELLS, Area, Cell, Flag, Severity, Tag, Type
+from classifiers.toxicity import DetoxifyDetector
 
 __all__ = [
     "ALL_CELLS",
@@ -62,6 +63,14 @@ class ClassifierOptions:
     extra_lexicon_files: tuple[Path, ...] = ()  # school's own TOML lexicons, built-in format
     suppress_rules: tuple[str, ...] = ()  # lexicon entry ids (fnmatch globs) to switch off
     enabled_detectors: tuple[str, ...] = ("rules", "people", "personal_info")
+    # Detoxify (extra `vigil[detoxify]`): local, prepared files only; see classifiers.toxicity.
+    detoxify_model: str = "original-small"
+    detoxify_checkpoint: Path | None = None
+    detoxify_config_dir: Path | None = None
+    detoxify_batch_size: int = 32
+    # (label, threshold) pairs over the defaults; pairs, not a dict, so options stay hashable
+    detoxify_thresholds: tuple[tuple[str, float], ...] = ()
+    detoxify_threads: int = 1  # torch threads; the daemon shares a small machine
 
 
 DetectorFactory = Callable[[Roster, ClassifierOptions, Parser], Detector]
@@ -84,10 +93,22 @@ def _personal_info(roster: Roster, options: ClassifierOptions, parser: Parser) -
     return PersonalInfoDetector(roster)
 
 
+def _detoxify(roster: Roster, options: ClassifierOptions, parser: Parser) -> Detector:
+    return DetoxifyDetector(
+        model=options.detoxify_model,
+        checkpoint=options.detoxify_checkpoint,
+        config_dir=options.detoxify_config_dir,
+        batch_size=options.detoxify_batch_size,
+        thresholds=dict(options.detoxify_thresholds),
+        threads=options.detoxify_threads,
+    )
+
+
 DETECTORS: dict[str, DetectorFactory] = {
     "rules": _rules,
     "people": _people,
     "personal_info": _personal_info,
+    "detoxify": _detoxify,
 }
 
 
@@ -106,8 +127,21 @@ class Classifier:
         return combine(s for detector in self._detectors for s in detector.detect(item))
 
     def classify_many(self, items: Sequence[Input]) -> list[Verdict]:
-        """Classify each item in order."""
-        return [self.classify(item) for item in items]
+        """Classify each item in order; a detector with ``detect_many`` gets them all at once."""
+        found: list[list[Signal]] = [[] for _ in items]
+        for detector in self._detectors:
+            for bucket, signals in zip(found, _detect_many(detector, items), strict=True):
+                bucket.extend(signals)
+        return [combine(signals) for signals in found]
+
+
+def _detect_many(detector: Detector, items: Sequence[Input]) -> list[Sequence[Signal]]:
+    """A batching detector's ``detect_many`` (e.g. Detoxify), else ``detect`` item by item."""
+    many = getattr(detector, "detect_many", None)
+    if many is None:
+        return [detector.detect(item) for item in items]
+    batched: list[Sequence[Signal]] = many(items)
+    return batched
 
 
 def build_classifier(

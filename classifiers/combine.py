@@ -3,7 +3,8 @@
 flags and tags are unions, cells the union of every signal's cell, severity the maximum
 (several high signals stay high; critical comes only from the signals themselves or the
 rules below), scores per flag combine the signals as independent evidence
-(``1 - Π(1 - p)``), and reasons are the signals sorted by span.
+(``1 - Π(1 - p)``), a flagless signal with a score (a model's raw label score, e.g. rule
+``detoxify.threat``) keeps it under its rule id, and reasons are the signals sorted by span.
 
 Combination rules:
 
@@ -49,7 +50,7 @@ def combine(signals: Iterable[Signal]) -> Verdict:
         flags=frozenset(s.flag for s in flagged if s.flag is not None),
         cells=frozenset(s.cell for s in found if s.cell is not None),
         severity=severity,
-        scores=_scores(flagged),
+        scores=_scores(flagged) | _label_scores(found),
         reasons=reasons,
         tags=frozenset(t for s in reasons for t in s.tags),
     )
@@ -146,3 +147,12 @@ def _scores(signals: Sequence[Signal]) -> dict[str, float]:
         p = signal.score if signal.score is not None else DEFAULT_SCORES[signal.severity]
         misses[signal.flag.value] = misses.get(signal.flag.value, 1.0) * (1.0 - p)
     return {flag: round(1.0 - miss, 6) for flag, miss in sorted(misses.items())}
+
+
+def _label_scores(signals: Sequence[Signal]) -> dict[str, float]:
+    """Flagless signals carrying a score: a model's per-label output, under the rule id."""
+    out: dict[str, float] = {}
+    for signal in signals:
+        if signal.flag is None and signal.score is not None and signal.rule:
+            out[signal.rule] = max(out.get(signal.rule, 0.0), round(signal.score, 6))
+    return dict(sorted(out.items()))

@@ -250,6 +250,11 @@ def build_classifier_for(settings: Settings) -> Classifier:
         extra_lexicon_files=settings.classifier.lexicons,
         suppress_rules=settings.classifier.suppress,
         enabled_detectors=settings.classifier.detectors,
+        detoxify_model=settings.classifier.detoxify_model,
+        detoxify_checkpoint=settings.classifier.detoxify_checkpoint,
+        detoxify_config_dir=settings.classifier.detoxify_config_dir,
+        detoxify_batch_size=settings.classifier.detoxify_batch_size,
+        detoxify_thresholds=tuple(settings.classifier.detoxify_thresholds.items()),
     )
     classifier = build_classifier(roster_from(settings), options)
     if classifier.skipped:  # a configured detector that cannot run is a config error, not a shrug

@@ -451,3 +451,81 @@ def evidence_export(config_path: Path, case_id: int, out: Path) -> None:
         f"{'intact' if not outcome.problems else 'NOT INTACT (see summary.html)'}"
     )
     click.echo(f"wrote {outcome.path} ({outcome.size} bytes) sha256 {outcome.sha256}")
+
+
+@main.group()
+def models() -> None:
+    """Local model files for the optional Detoxify detector (nothing is downloaded at run time)."""
+
+
+@models.command("prepare")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The Detoxify checkpoint to read. It is a pickle, and unpickling can run code: "
+    "name only a file you trust (e.g. one you downloaded from Detoxify's releases yourself).",
+)
+@click.option(
+    "--config-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The local Hugging Face directory: config.json (num_labels as the checkpoint) "
+    "and the tokenizer files.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the prepared checkpoint (never overwritten).",
+)
+def models_prepare(checkpoint: Path, config_dir: Path, out: Path) -> None:
+    """Re-save a Detoxify checkpoint to load from a local directory, never the Hugging Face hub.
+
+    Checkpoints are pickles: this loads only the file you name, and you must trust it.
+    """
+    configure_logging(level="warning", stream=sys.stderr)
+    from monitor.models import PrepareError, prepare_checkpoint
+
+    try:
+        prepared = prepare_checkpoint(checkpoint, config_dir, out)
+    except PrepareError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(prepared.summary())
+
+
+@main.command("eval")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="school, davidson, olid, sms or youtube; repeat for several. Default: all available.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the public datasets are ($VIGIL_EVAL_DATA; default: ../shared/data "
+    "beside the repository).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N texts each.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+@click.option("--strict", is_flag=True, help="Exit 1 if any target fails.")
+def eval_(
+    datasets: tuple[str, ...], data_dir: Path | None, limit: int | None, as_json: bool, strict: bool
+) -> None:
+    """Measure the classifiers on labelled datasets: per-flag precision/recall/F1 and targets."""
+    configure_logging(level="warning", stream=sys.stderr)
+    import json
+
+    from monitor.evaluate import EvaluationError, format_run, run
+
+    try:
+        result = run(datasets, data_dir=data_dir, limit=limit)
+    except EvaluationError as err:  # an unknown dataset name, or a malformed file
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_run(result))
+    if strict and not result.passed:
+        raise SystemExit(1)

@@ -10,6 +10,9 @@ Combination rules:
 
 * a nude/sexual image mention plus a reference to a child (a "year 9 girl", "my daughter",
   a named pupil) → child sexual imagery: safeguarding, ``conduct.sexual``, critical;
+* any other sexual finding (explicit content, image requests, paying for pictures) plus a
+  clear reference to a minor ("year 8", "my daughter", "pupils", a named pupil, "i'm 12")
+  → sexual content involving a child: safeguarding, ``contact.sexual``, critical;
 * a threat plus a reference to a child → safeguarding, ``contact.aggressive``, high;
 * in spam or a grooming approach, the phone number, email or handle is the sender's own
   contact (evidence), not someone's personal information: those signals are dropped.
@@ -32,6 +35,9 @@ DEFAULT_SCORES = {
     Severity.CRITICAL: 0.97,
 }
 _IMAGE_RULES = frozenset({"sexual.nudes"})
+_SEXUAL_RULES = ("sexual.", "exploitation.pay_for_images", "grooming.images")
+_NOT_SEXUAL_CHILD = frozenset({"sexual.nudes", "sexual.adult_spam"})
+_MINOR_RULES = ("child.minor", "personal_info.child_named", "personal_info.under_13")
 _CHILD_RULE_PREFIXES = ("child.", "personal_info.child_named", "personal_info.under_13")
 _SENDER_CONTACT_RULES = frozenset(
     {"personal_info.phone", "personal_info.email", "personal_info.handle"}
@@ -77,7 +83,27 @@ def _derived(signals: Sequence[Signal]) -> list[Signal]:
         return []
     out = [_imagery(s) for s in signals if s.rule in _IMAGE_RULES]
     out += [_threat_to_child(s) for s in signals if _is_threat(s)]
+    if any(s.rule.startswith(_MINOR_RULES) for s in children):
+        out += [_sexual_child(s) for s in signals if _is_sexual(s)]
     return out
+
+
+def _is_sexual(signal: Signal) -> bool:
+    return (
+        signal.flag is not None
+        and signal.rule.startswith(_SEXUAL_RULES)
+        and signal.rule not in _NOT_SEXUAL_CHILD
+    )
+
+
+def _sexual_child(source: Signal) -> Signal:
+    return _derive(
+        source,
+        cell="contact.sexual",
+        severity=Severity.CRITICAL,
+        tags={Tag.CHILD_AT_RISK},
+        rule="combine.sexual_child",
+    )
 
 
 def _is_threat(signal: Signal) -> bool:

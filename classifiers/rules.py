@@ -14,16 +14,27 @@ A lexicon file has a top-level ``version = N`` and ``[[entry]]`` tables::
     effect = "flag"    # flag (default) | awareness | idiom | marker
     context = true     # false: an awareness context does not suppress this entry
     also = [{flag = "abusive", cell = "conduct.aggressive"}]   # optional extra flag/cell pairs
+    promo = true       # promotion: dropped when the school itself posted it, or when every
+                       # link in the post goes to the school's own site or a trusted one
+    prefilter = ["*", "#"]   # only for patterns without a required word: substrings one of
+                             # which the normalised text must hold before they are run
+    max_tokens = 3     # the match counts only in a text with at most 3 other tokens
 
 ``awareness`` entries mark education/awareness sentences ("e-safety assembly"): context-sensitive
 signals in that sentence and the next are dropped. ``idiom`` entries ("killed me lol") mask
 their own span. ``marker`` entries produce flagless signals the combiner uses (e.g. a child
 reference).
+
+Speed: before a text is tokenised, its runs of letters are compared with one trigger word per
+phrase and the required words of each token pattern (``normalise.Trigger``); most texts hold
+none and cost only their normalisation. Each token pattern runs only when its own trigger is
+in the text.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.base import Input, NotConfigured, Signal
-from classifiers.normalise import Parsed, Parser, normalise_phrase, undouble
+from classifiers.normalise import (
+    Parsed,
+    Parser,
+    Trigger,
+    Triggers,
+    normalise_phrase,
+    undouble,
+)
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 
 __all__ = ["BUILTIN_LEXICONS", "Effect", "LexiconEntry", "RulesDetector", "load_lexicons"]
@@ -52,8 +70,22 @@ _ENTRY_KEYS = frozenset(
         "context",
         "score",
         "also",
+        "promo",
+        "prefilter",
+        "max_tokens",
     }
 )
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# Links that are never promotion: the school's own site (its name in the address) and the
+# public and school-service sites schools link to.
+_TRUSTED_SUFFIXES = (".sch.uk", ".gov.uk", ".nhs.uk", ".ac.uk", ".police.uk", ".org.uk")
+_TRUSTED_HOSTS = (
+    "parentpay.com", "schoolcloud.co.uk", "classdojo.com", "arbor-education.com", "arbor.sc",
+    "schoolmoney.co.uk", "scopay.com", "tapestryjournal.com", "seesaw.me", "forms.gle",
+    "docs.google.com", "forms.office.com", "bbc.co.uk", "ofsted.gov.uk", "justgiving.com",
+    "eventbrite.co.uk", "nspcc.org.uk", "childline.org.uk", "ceop.police.uk",
+    "parentmail.co.uk", "sims.co.uk", "teams.microsoft.com", "school.jotform.com",
+)  # fmt: skip
 
 
 class Effect(StrEnum):
@@ -81,6 +113,9 @@ class LexiconEntry:
     context: bool = True
     score: float | None = None
     also: tuple[tuple[Flag, Cell], ...] = ()  # further (flag, cell) findings for the same match
+    promo: bool = False  # dropped for the school's own posts and school links
+    prefilter: tuple[str, ...] = ()  # substrings gating patterns that have no required word
+    max_tokens: int | None = None  # counts only in a text with at most this many other tokens
 
 
 def load_lexicons(paths: Iterable[Path]) -> tuple[LexiconEntry, ...]:
@@ -144,6 +179,9 @@ def _build_entry(source: str, raw: Any) -> LexiconEntry:
         context=_boolean(raw.get("context", True), "context"),
         score=_score(raw.get("score")),
         also=_also(raw.get("also", [])),
+        promo=_boolean(raw.get("promo", False), "promo"),
+        prefilter=_strings(raw.get("prefilter", []), "prefilter"),
+        max_tokens=_count(raw.get("max_tokens")),
     )
     _check_entry(entry)
     return entry
@@ -167,6 +205,14 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
 def _boolean(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"'{key}' must be true or false")
+    return value
+
+
+def _count(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError("'max_tokens' must be a whole number, 0 or more")
     return value
 
 
@@ -242,17 +288,23 @@ class RulesDetector:
     ) -> None:
         self._parser = parser or Parser()
         self._school_names = (*(n for n in school_names if n.strip()), "the school")
+        self._school = _SchoolLinks.from_names(school_names)
         files = sorted(BUILTIN_LEXICONS.glob("*.toml")) + list(extra_lexicon_files)
         entries = load_lexicons(files)
         self._entries = {e.id: e for e in _without(entries, suppress_rules)}
         self._phrases, self._matchers = self._build_matchers()
         self._elongated = _single_words(self._entries.values())
+        self._trigger = Triggers(self._entry_triggers())
 
     def detect(self, item: Input) -> list[Signal]:
         """Return one signal per surviving lexicon match, spans in the original text."""
+        if not self._trigger.found_in(self._parser.normalise(item.text)):
+            return []  # no lexicon entry can match: skip tokenising
         parsed = self._parser.parse(item.text)
-        hits = self._hits(parsed.doc)
-        return [s for hit in _surviving(parsed, hits) for s in self._signals(parsed, hit)]
+        hits = _surviving(parsed, self._hits(parsed))
+        if any(hit.entry.promo for hit in hits) and self._school.posted_or_linked(item, parsed):
+            hits = [hit for hit in hits if not hit.entry.promo]
+        return [s for hit in hits for s in self._signals(parsed, hit)]
 
     def _build_matchers(self) -> tuple[Any, list[_Gated]]:
         from spacy.matcher import PhraseMatcher
@@ -261,22 +313,37 @@ class RulesDetector:
         phrases = PhraseMatcher(nlp.vocab, attr="LOWER")
         matchers: list[_Gated] = []
         for entry in self._entries.values():
-            if entry.phrases:
-                texts = {normalise_phrase(t) for p in entry.phrases for t in self._expand(p)}
-                docs = [self._parser.make_doc(t) for t in sorted(texts)]
-                phrases.add(entry.id, docs)
+            texts = self._phrase_texts(entry)
+            if texts:
+                phrases.add(entry.id, [self._parser.make_doc(t) for t in texts])
             matchers.extend(_gated(nlp.vocab, entry, p) for p in entry.patterns)
         return phrases, matchers
 
-    def _elongated_hits(self, doc: Any) -> list[tuple[int, int, int]]:
+    def _phrase_texts(self, entry: LexiconEntry) -> list[str]:
+        return sorted({normalise_phrase(t) for p in entry.phrases for t in self._expand(p)})
+
+    def _entry_triggers(self) -> list[Trigger]:
+        """One trigger per phrase and pattern of the entries that can produce a signal."""
+        triggers = [trigger for trigger, _ in self._matchers]  # idiom/awareness have none
+        for entry in self._entries.values():
+            if entry.effect in (Effect.FLAG, Effect.MARKER):
+                for text in self._phrase_texts(entry):
+                    tokens = [[t.text] for t in self._parser.make_doc(text)]
+                    triggers.append(Trigger.of_tokens(tokens))
+        return triggers
+
+    def _elongated_hits(self, parsed: Parsed) -> list[tuple[int, int, int]]:
         """Elongated words ("noncee", "loserr"): a doubled letter where the lexicon has one."""
         strings = self._parser.nlp.vocab.strings
         hits: list[tuple[int, int, int]] = []
-        for token in doc:
-            if token.lower_ in self._elongated:
-                continue  # the phrase matcher has found it already
-            for entry_id in self._elongated.get(undouble(token.lower_), ()):
-                hits.append((strings.add(entry_id), token.i, token.i + 1))
+        for word in sorted(parsed.norm.doubled):
+            ids = () if word in self._elongated else self._elongated.get(undouble(word), ())
+            if not ids:
+                continue  # not elongated, or the phrase matcher has found it already
+            for match in re.finditer(rf"(?<![a-z]){word}(?![a-z])", parsed.norm.text):
+                span = parsed.doc.char_span(match.start(), match.end())
+                if span is not None and len(span) == 1:
+                    hits.extend((strings.add(entry_id), span.start, span.end) for entry_id in ids)
         return hits
 
     def _expand(self, phrase: str) -> list[str]:
@@ -284,13 +351,13 @@ class RulesDetector:
             return [phrase]
         return [phrase.replace("{school}", name) for name in self._school_names]
 
-    def _hits(self, doc: Any) -> list[_Hit]:
+    def _hits(self, parsed: Parsed) -> list[_Hit]:
         vocab = self._parser.nlp.vocab
+        doc = parsed.doc
         raw = list(self._phrases(doc))
-        raw.extend(self._elongated_hits(doc))
-        words = {t.lower_ for t in doc}
-        for gate, matcher in self._matchers:
-            if gate is None or not gate.isdisjoint(words):
+        raw.extend(self._elongated_hits(parsed))
+        for trigger, matcher in self._matchers:
+            if trigger.found_in(parsed.norm):
                 raw.extend(matcher(doc))
         unique = {(vocab.strings[m], s, e) for m, s, e in raw}
         hits = [_Hit(entry=self._entries[i], start=s, end=e) for i, s, e in unique]
@@ -316,14 +383,43 @@ class RulesDetector:
         ]
 
 
-# One spaCy Matcher per token pattern, run only when the doc holds one of the words the
-# pattern cannot match without (its "gate"): a Matcher pays for every pattern on every token,
-# and most texts contain none of the gate words. None means "always run".
-_Gated = tuple[frozenset[str] | None, Any]
-_COMMON_WORDS = (
-    "the a an i you u to all and of my me it is in on at for with this that he she his her"
-)
-_COMMON = frozenset(_COMMON_WORDS.split()) | {"him", "they", "them", "we", "be"}
+@dataclass(frozen=True, kw_only=True)
+class _SchoolLinks:
+    """Who the school is, for promotion entries: its names squashed ("oakfieldprimary")."""
+
+    slugs: tuple[str, ...]
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> _SchoolLinks:
+        slugs = {_NON_ALNUM.sub("", name.lower()) for name in names}
+        return cls(slugs=tuple(sorted(s for s in slugs if len(s) >= 5)))
+
+    def posted_or_linked(self, item: Input, parsed: Parsed) -> bool:
+        """The school posted this itself, or every link in it is the school's or trusted."""
+        if item.source_kind == "own" and item.author and self._named(item.author):
+            return True
+        text = parsed.norm.text
+        if "." not in text and "/" not in text:
+            return False  # no link
+        links = [t.text for t in parsed.doc if t.like_url]
+        return bool(links) and all(self._trusted(parsed, link) for link in links)
+
+    def _named(self, value: str) -> bool:
+        squashed = _NON_ALNUM.sub("", value.lower())
+        return any(slug in squashed for slug in self.slugs)
+
+    def _trusted(self, parsed: Parsed, link: str) -> bool:
+        host = link.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rstrip(".")
+        host = host.removeprefix("www.")
+        if host.endswith(_TRUSTED_SUFFIXES) or self._named(link):
+            return True
+        return any(host == h or host.endswith("." + h) for h in _TRUSTED_HOSTS)
+
+
+# One spaCy Matcher per token pattern, run only when the text holds one of the words the
+# pattern cannot match without (its trigger): a Matcher pays for every pattern on every
+# token, and most texts contain none of the trigger words.
+_Gated = tuple[Trigger, Any]
 
 
 def _gated(vocab: Any, entry: LexiconEntry, pattern: Sequence[Mapping[str, Any]]) -> _Gated:
@@ -334,15 +430,10 @@ def _gated(vocab: Any, entry: LexiconEntry, pattern: Sequence[Mapping[str, Any]]
         matcher.add(entry.id, [[dict(tok) for tok in pattern]])
     except (ValueError, KeyError, TypeError) as err:
         raise NotConfigured(f"{entry.source}: entry {entry.id!r}: bad pattern: {err}") from None
-    return _gate(pattern), matcher
-
-
-def _gate(pattern: Sequence[Mapping[str, Any]]) -> frozenset[str] | None:
-    """The most selective set of words one required token of the pattern must be."""
-    options = [words for tok in pattern if (words := _required_words(tok)) is not None]
-    if not options:
-        return None
-    return min(options, key=lambda words: (len(words & _COMMON), len(words)))
+    required = [words for tok in pattern if (words := _required_words(tok)) is not None]
+    if entry.prefilter:
+        required.append(frozenset(s.lower() for s in entry.prefilter))
+    return Trigger.of_tokens(required), matcher
 
 
 def _required_words(token: Mapping[str, Any]) -> frozenset[str] | None:
@@ -399,8 +490,14 @@ def _surviving(parsed: Parsed, hits: Sequence[_Hit]) -> list[_Hit]:
             continue
         if any(hit.start < e and s < hit.end for s, e in idioms):
             continue
-        sentence = parsed.sentences[hit.start]
-        if hit.entry.context and (sentence in aware or sentence - 1 in aware):
+        limit = hit.entry.max_tokens
+        if limit is not None and len(parsed.doc) - (hit.end - hit.start) > limit:
+            continue
+        if aware and hit.entry.context and _near(parsed.sentences[hit.start], aware):
             continue
         out.append(hit)
     return out
+
+
+def _near(sentence: int, aware: set[int]) -> bool:
+    return sentence in aware or sentence - 1 in aware

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from classifiers import Cell, Classifier, Flag, Input, Severity, Signal, Tag, build_classifier
+from classifiers import (
+    Cell,
+    Classifier,
+    ClassifierOptions,
+    Flag,
+    Input,
+    Severity,
+    Signal,
+    Tag,
+    build_classifier,
+)
 from classifiers.base import Roster
 from classifiers.combine import combine
 
@@ -174,3 +184,38 @@ def test_unknown_detector_is_skipped_with_reason() -> None:
     assert built.enabled == ("rules",)
     assert built.skipped[0][0] == "toxicity"
     assert "unknown detector" in built.skipped[0][1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "send me a pic of you, ur in year 8 right",
+        "horny for schoolgirls in year 9",
+    ],
+)
+def test_sexual_content_involving_a_child_is_critical(text: str) -> None:
+    rules = build_classifier(Roster(), ClassifierOptions(enabled_detectors=("rules",)))
+    verdict = rules.classify(Input(text=text))
+    assert verdict.severity is Severity.CRITICAL
+    assert Flag.SAFEGUARDING in verdict.flags
+    assert Tag.CHILD_AT_RISK in verdict.tags
+
+
+def test_adult_sexual_content_without_a_child_is_not_critical() -> None:
+    rules = build_classifier(Roster(), ClassifierOptions(enabled_detectors=("rules",)))
+    verdict = rules.classify(Input(text="this video is basically porn"))
+    assert verdict.severity is Severity.MEDIUM
+
+
+@pytest.mark.parametrize(
+    ("text", "severity"),
+    [
+        ("oh shit I forgot my keys", Severity.LOW),
+        ("you dirty p*ki", Severity.HIGH),
+        ("i'll stab you", Severity.HIGH),
+        ("i want to kill myself tonight", Severity.CRITICAL),
+    ],
+)
+def test_severity_ladder(text: str, severity: Severity) -> None:
+    rules = build_classifier(Roster(), ClassifierOptions(enabled_detectors=("rules",)))
+    assert rules.classify(Input(text=text)).severity is severity

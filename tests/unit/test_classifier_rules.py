@@ -247,3 +247,93 @@ def test_school_name_placeholder_expands_to_roster_names(rules_only: Classifier)
     verdict = rules_only.classify(Input(text="someone should torch Oakfield"))
     assert verdict.severity is Severity.CRITICAL
     assert Tag.THREAT in verdict.tags
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("you are a ѕӏаg", "ѕӏаg"),  # Cyrillic look-alikes
+        ("i will κill you", "κill you"),  # Greek kappa
+        ("k\u200bi\u200bl\u200bl yourself", "k\u200bi\u200bl\u200bl yourself"),  # zero-width
+        ("you are a no\u00adnce", "no\u00adnce"),  # soft hyphen
+        ("you are a ｎｏｎｃｅ", "ｎｏｎｃｅ"),  # full-width
+        ("go k  y  s", "k  y  s"),  # three letters, double spaces
+        ("what a wank\ufeff", "wank"),  # the trailing BOM is not part of the span
+    ],
+)
+def test_evasions_are_normalised_and_spans_are_original(
+    rules_only: Classifier, text: str, fragment: str
+) -> None:
+    verdict = rules_only.classify(Input(text=text))
+    assert verdict.flags, text
+    start = text.index(fragment)
+    assert any(r.span == (start, start + len(fragment)) for r in verdict.reasons)
+    for reason in verdict.reasons:
+        assert reason.text == text[reason.span[0] : reason.span[1]]
+
+
+def test_normalise_folds_homoglyphs_and_drops_invisible_characters() -> None:
+    norm = normalise("ѕӏ\u200bаg")
+    assert norm.text == "slag"
+    assert norm.offsets == (0, 1, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hey guys please subscribe to my channel, I make music!",
+        "check out my new mixtape",
+        "Earn $500 a day from home! Visit http://easy-cash.example.com/join now",
+        "http://shhort.com/a?r=Jt2ufxHxc",
+        "giveaway! use my referral link",
+    ],
+)
+def test_comment_spam_is_flagged(rules_only: Classifier, text: str) -> None:
+    assert Flag.SPAM in rules_only.classify(Input(text=text)).flags
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Subscribe to our newsletter for term dates and news",
+        "Check out our website for term dates: https://www.oakfield.example.sch.uk/dates",
+        "Click here to pay for the trip: https://www.parentpay.com",
+        "Book your parents evening slot: https://oakfield.schoolcloud.co.uk",
+        "Follow the link to our online safety guide https://www.nspcc.org.uk/online-safety",
+    ],
+)
+def test_school_announcements_are_not_spam(rules_only: Classifier, text: str) -> None:
+    assert Flag.SPAM not in rules_only.classify(Input(text=text)).flags
+
+
+def test_the_schools_own_promotion_is_not_spam(rules_only: Classifier) -> None:
+    text = "We have a new YouTube channel for our choir, please subscribe!"
+    assert Flag.SPAM in rules_only.classify(Input(text=text)).flags
+    own = Input(text=text, source_kind="own", author="oakfieldprimary")
+    assert rules_only.classify(own).flags == frozenset()
+    parent = Input(text=text, source_kind="own", author="jo.mills.7")
+    assert Flag.SPAM in rules_only.classify(parent).flags
+
+
+def test_prefilter_skips_texts_without_trigger_words() -> None:
+    detector = RulesDetector()
+    assert detector.detect(Input(text="Lovely weather for the trip today")) == []
+    assert detector.detect(Input(text="f*ggot"))  # a pattern run only through its prefilter
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("promo", '"yes"', "'promo'"),
+        ("prefilter", '"*"', "'prefilter'"),
+        ("max_tokens", "-1", "'max_tokens'"),
+    ],
+)
+def test_new_entry_keys_are_validated(tmp_path: Path, key: str, value: str, message: str) -> None:
+    path = _write(
+        tmp_path,
+        f'version = 1\n[[entry]]\nid = "x.six"\nphrases = ["a b"]\nflag = "spam"\n'
+        f'cell = "content.commercial"\nseverity = "low"\n{key} = {value}\n',
+    )
+    with pytest.raises(NotConfigured, match=message):
+        RulesDetector(extra_lexicon_files=(path,))

@@ -116,6 +116,26 @@ def _lines(title: str, counts: Mapping[str, int]) -> list[str]:
     return rows
 
 
+def _email_kinds(names: list[str]) -> dict[str, int]:
+    """Outbox files by kind, from their Message-ID-based names."""
+    kinds = {
+        "DSL escalations": 0,
+        "re-sent to deputy DSLs": 0,
+        "daily digests": 0,
+        "admin alerts": 0,
+    }
+    for name in names:
+        if name.startswith("digest-"):
+            kinds["daily digests"] += 1
+        elif name.startswith("alert-"):
+            kinds["admin alerts"] += 1
+        elif "-resend" in name:
+            kinds["re-sent to deputy DSLs"] += 1
+        else:
+            kinds["DSL escalations"] += 1
+    return kinds
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The demo summary as the terminal shows it."""
     flagged = summary["states"].get("flagged", 0)
@@ -133,7 +153,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         *_lines("actions (kind:state)", summary["actions"]),
         *_lines("escalations", summary["escalations"]),
         f"evidence entries (hash-chained): {summary['evidence']}",
-        f"escalation emails written: {len(summary['emails'])}",
+        *_lines("emails written (outbox)", _email_kinds(summary["emails"])),
         "",
         "where things are:",
     ]

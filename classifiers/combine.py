@@ -156,6 +156,8 @@ def _dedupe(signals: Sequence[Signal]) -> list[Signal]:
 def _covers(outer: Signal, inner: Signal, inner_first: bool) -> bool:
     if outer.flag != inner.flag or outer.cell != inner.cell or outer.flag is None:
         return False
+    if outer.detector != inner.detector:
+        return False  # a whole-text model signal must not hide a rule's exact span
     if not (outer.span[0] <= inner.span[0] and inner.span[1] <= outer.span[1]):
         return False
     if outer.severity < inner.severity or not inner.tags <= outer.tags:

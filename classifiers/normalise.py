@@ -68,6 +68,8 @@ _SPACED = re.compile(
 _LEET_WORD = re.compile(r"[^ \n\t]*[013457@$!][^ \n\t]*")
 _NOT_LEET_WORD = re.compile(r"://|^www\.|^[^@]+@[^@]+\.[a-z]")  # links and email addresses
 _NUMBERISH = re.compile(r"[\d.,:]+(?:am|pm|st|nd|rd|th|s)?")
+_INTERIOR_LEET = re.compile(r"(?<=[a-z])([013457]+)([a-z]+)")
+_SUFFIXES = frozenset({"s", "st", "nd", "rd", "th", "am", "pm", "ths"})
 _REPEAT = re.compile(r"([^\W\d_])\1{2,}")
 _DOUBLE = re.compile(r"([^\W\d_])\1")
 _WORD = re.compile(r"[a-z]+")
@@ -233,8 +235,14 @@ def _is_leet(word: str, j: int) -> bool:
 def _word_has_letters(word: str) -> bool:
     letters = sum(map(str.isalpha, word))
     digits = sum(map(str.isdigit, word))
-    # "3pm", "y9", "4th" keep their digits: a word needs more letters than digits + 1.
-    return letters >= 2 and letters > digits + 1 and not _NUMBERISH.fullmatch(word)
+    # "3pm", "y9", "4th" keep their digits: a word needs more letters than digits + 1,
+    # or leet digits between two letters ("u53l3ss", "p4k1s"; not "year7s", "y10th").
+    if letters < 2 or _NUMBERISH.fullmatch(word):
+        return False
+    return letters > digits + 1 or any(
+        m.group(2) not in _SUFFIXES or m.end() < len(word) or not word.startswith("y")
+        for m in _INTERIOR_LEET.finditer(word)
+    )
 
 
 def _collapse_repeats(chars: Chars) -> Chars:

@@ -94,6 +94,9 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
         "took money from", "helping herself to", "helping himself to", "corrupt", "bribe",
         "bribes", "bribed", "kickbacks", "fiddling the pta", "fiddles the", "backhanders", "crook",
         "pocketed thousands", "on the take",
+        "takes cash", "takes money", "taking cash", "took cash", "nicks", "pockets the",
+        "pockets money", "sells it on", "selling it on", "sells pupils", "sells kids",
+        "sells children", "sells our", "fiddles", "skims", "misuses the money", "spends the money",
     ),
     Kind.CHILD_HARM: (
         "hit a child", "hits the children", "hits children", "hit my son", "hit my daughter",
@@ -104,6 +107,8 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
         "hurts children", "hurting children", "beats the kids", "bullies children",
         "bullies the kids",
         "shouts at children until", "dragged my", "punched",
+        "shoved a", "shoved", "pushed a", "grabbed a", "threw a", "hit a year", "hits pupils",
+        "smacked", "manhandled", "restrains", "locked a",
     ),
     Kind.CHILD_SEXUAL: (
         "nonce", "paedo", "pedo", "peado", "paedophile", "pedophile", "kiddy fiddler", "perv",
@@ -116,6 +121,9 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
         "sent messages to pupils", "sleeping with a pupil", "sexual messages", "sexting pupils",
         "messages girls", "messaging girls", "messages the girls", "messages boys", "messages kids",
         "messages children", "messaging kids", "dms girls", "dms kids", "dming girls",
+        "messaging year", "messages year", "messaging pupils on", "been messaging", "in his car",
+        "in her car", "on their own in", "alone with girls", "alone with boys", "extra tutoring",
+        "private tutoring", "snapchat with pupils", "follows pupils", "late at night",
     ),
     Kind.DRUNK: (
         "drunk at work", "drunk at school", "turned up drunk", "was drunk", "is drunk",
@@ -129,6 +137,10 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
         "isn't even a qualified", "isnt even a qualified", "isn't qualified", "isnt qualified",
         "not even a qualified", "not even qualified", "isn't even qualified",
         "not a qualified teacher",
+        "faked", "fakes", "falsifies", "falsifying", "fabricated", "marks girls down",
+        "marks boys down", "marks down", "on purpose", "struck off", "excludes kids whose",
+        "excludes children whose", "gossips about", "reported five times", "been reported",
+        "doctors the", "cooks the books",
     ),
     Kind.COVER_UP: (
         "covered up", "cover up", "covering up", "cover-up", "swept under the carpet",
@@ -162,6 +174,11 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
         "teaching 5 year olds sex",
         "plays favourites", "favouritism", "backhander", "breaks confidentiality",
         "leaks confidential", "shares confidential", "fakes the register", "fiddles the register",
+        "medical files", "bets on", "picks the team", "drink driving", "drink-driving",
+        "done for", "been suspended", "suspended pending", "told to keep quiet", "shut down by",
+        "failing safeguarding", "for every kid", "for every child", "per pupil they",
+        "move kids up", "moves kids up", "pupils' data", "pupils data", "kids' data",
+        "to advertisers", "down the pub", "sen register", "they've known", "theyve known",
     ),
 }  # fmt: skip
 _KINDS = frozenset(kind.value for kind in Kind)

@@ -70,6 +70,12 @@ _ROUTINE = re.compile(
     r"|\blives (?:on|at|in|near|next to|opposite|round)\b|\bbus stop\b|\bschool gates?\b"
     r"|\bafter[ -]?school club\b|\bat the park\b|\bon (?:mon|tues|wednes|thurs|fri|satur|sun)days\b"
 )
+_SECONDARY = re.compile(r"(?i)\b(?:year|yr|y)\s?(?:[7-9]|1[0-3])\b")
+_PRAISE = re.compile(
+    r"(?i)\b(?:congratulations|congrats|well done|proud|award|awarded|winner|won|wins?|"
+    r"shortlisted|selected|star of the week|certificate|achievement|achieved|brilliant|"
+    r"fantastic|amazing|outstanding|excellent|celebrat\w*|medal|trophy|champion\w*)\b"
+)
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)|\n")
 _STREET_NAMED = re.compile(
     rf"\b(?:lives?|living|staying)\b[^.!?\n]{{0,30}}?\b(?:on|in|at|off)\s+((?:[A-Z][a-z]+\s+){{1,3}}{_SUFFIX})\b"
@@ -92,7 +98,8 @@ _COMMON_WORDS = """
     july august september october november december today tomorrow yesterday please thanks hi
     hello dear congratulations well done pupil girl boy student child kid school team key stage
     sats week term half spring summer autumn christmas easter sports day whatsapp group chat
-    found parents everyone
+    found parents everyone can could would will should does did do has have
+    history english maths science geography art music drama french spanish computing
 """
 _NOT_NAMES = frozenset(_COMMON_WORDS.split())
 _HANDLE_WORDS = frozenset(
@@ -182,10 +189,12 @@ class PersonalInfoDetector:
         )
         for match in matches:
             name = match.group("name")
-            if not name or _first_word(name) in self._not_names:
+            if not name or _first_word(name) in self._not_names or _heading(text, match):
                 continue
-            signals.append(self._signal(text, _child_found(match)))
             routine = _routine_near(text, match)
+            if routine is None and _secondary(match) and _praise_near(text, match):
+                continue  # a secondary pupil praised by name, with no location or routine
+            signals.append(self._signal(text, _child_found(match)))
             if routine is not None:
                 signals.append(_child_at_risk(text, match.span(), routine.span()))
         return signals
@@ -264,6 +273,25 @@ def _first_word(name: str) -> str:
 
 def _child_found(match: re.Match[str]) -> _Found:
     return _Found(rule="personal_info.child_named", span=match.span(), severity=Severity.MEDIUM)
+
+
+def _secondary(match: re.Match[str]) -> bool:
+    """The year group is secondary (Year 7-13): older pupils' achievements are celebrated."""
+    return _SECONDARY.search(match.group()) is not None
+
+
+def _heading(text: str, match: re.Match[str]) -> bool:
+    """A subject or group heading ("History Year 10:"), not a named pupil."""
+    return text[match.end() : match.end() + 1] == ":"
+
+
+def _praise_near(text: str, match: re.Match[str]) -> bool:
+    """Praise or celebration in the same sentence as the named pupil."""
+    starts = [m.end() for m in _SENTENCE_END.finditer(text, 0, match.start())]
+    start = starts[-1] if starts else 0
+    following = _SENTENCE_END.search(text, match.end())
+    end = following.start() if following else len(text)
+    return _PRAISE.search(text, start, end) is not None
 
 
 def _routine_near(text: str, match: re.Match[str]) -> re.Match[str] | None:

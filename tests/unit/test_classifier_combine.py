@@ -84,6 +84,23 @@ def test_nested_weaker_signal_of_same_kind_is_dropped() -> None:
     assert [r.rule for r in combine([inner, outer]).reasons] == ["outer"]
 
 
+def test_other_detectors_whole_text_signal_keeps_the_rules_exact_span() -> None:
+    model = Signal(
+        detector="detoxify",
+        flag=Flag.ABUSIVE,
+        cell=Cell.parse("content.aggressive"),
+        severity=Severity.HIGH,
+        span=(0, 20),
+        text="x" * 20,
+        rule="detoxify.toxicity",
+    )
+    rule = _signal(Flag.ABUSIVE, Severity.MEDIUM, (5, 9), rule="bullying.insult")
+    assert [r.rule for r in combine([model, rule]).reasons] == [
+        "detoxify.toxicity",
+        "bullying.insult",
+    ]
+
+
 def test_flagless_markers_are_not_reasons_but_tagged_ones_are() -> None:
     marker = _signal(None, Severity.NONE, (0, 5), cell="", rule="child.reference")
     fair = _signal(None, Severity.NONE, (6, 9), cell="", tags=frozenset({Tag.FAIR_CRITICISM}))

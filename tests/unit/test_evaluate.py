@@ -380,9 +380,9 @@ def test_cli_unknown_dataset_is_bad_input() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "issue 4 is open: the rules do not yet meet the school-suite targets (recall was "
-        "safeguarding 0.36, abusive 0.24, defamatory 0.42; benign flagged 4.6 %). strict: the "
-        "moment they are met this 'fails', and the marker must go."
+        "issue 4 is open: recall on the school suite is safeguarding 0.89 and abusive 0.80 "
+        "(targets 0.95 and 0.90); defamatory 1.00 and benign flagged 1.3 % pass. strict: the "
+        "moment all are met this 'fails', and the marker must go."
     ),
 )
 def test_school_suite_meets_issue_targets(classifier: Classifier) -> None:

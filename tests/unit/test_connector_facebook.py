@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ import pytest
 
 from connectors.base import (
     AuthFailed,
-    Batch,
     Capability,
     ConnectorUnavailable,
     Cursor,
@@ -28,6 +25,7 @@ from connectors.base import (
 )
 from connectors.facebook import FacebookConnector
 from connectors.graph import scrub, usage_wait
+from tests.cannedgraph import FakeGraph, gone, poll, posts
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "facebook"
 PAGE = "104857600000001"
@@ -42,40 +40,6 @@ EMPTY: dict[str, Any] = {"data": []}
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-@dataclass
-class FakeGraph:
-    """Serves canned Graph responses by "METHOD path[?after=cursor]"; records each request."""
-
-    routes: dict[str, list[tuple[int, Any, dict[str, str]]]] = field(default_factory=dict)
-    requests: list[httpx.Request] = field(default_factory=list)
-
-    def add(
-        self,
-        key: str,
-        body: Any,
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Queue a reply; the last one queued for a key repeats."""
-        self.routes.setdefault(key, []).append((status, body, dict(headers or {})))
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path.removeprefix("/v25.0/")
-        after = request.url.params.get("after")
-        key = f"{request.method} {path}" + (f"?after={after}" if after else "")
-        replies = self.routes.get(key)
-        if not replies:
-            return httpx.Response(404, json={"error": {"message": key, "code": 803}})
-        status, body, headers = replies.pop(0) if len(replies) > 1 else replies[0]
-        if isinstance(body, str):
-            return httpx.Response(status, text=body, headers=headers)
-        return httpx.Response(status, json=body, headers=headers)
-
-    def paths(self) -> list[str]:
-        return [f"{r.method} {r.url.path.removeprefix('/v25.0/')}" for r in self.requests]
 
 
 @pytest.fixture
@@ -106,25 +70,6 @@ def connector(
         sleep=record,
     )
     return FacebookConnector.from_context(context)
-
-
-async def poll(conn: FacebookConnector, cursor: Cursor) -> tuple[list[Batch], Cursor]:
-    """Page like monitor.poller does: until exhausted or an empty page."""
-    batches: list[Batch] = []
-    while True:
-        batch = await conn.fetch(cursor)
-        batches.append(batch)
-        cursor = batch.cursor
-        if batch.exhausted or not (batch.posts or batch.rejects or batch.gone):
-            return batches, cursor
-
-
-def posts(batches: list[Batch]) -> dict[str, Any]:
-    return {p.external_id: p for b in batches for p in b.posts}
-
-
-def gone(batches: list[Batch]) -> list[str]:
-    return [g for b in batches for g in b.gone]
 
 
 def first_poll_routes(graph: FakeGraph) -> None:

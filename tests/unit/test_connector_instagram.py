@@ -4,8 +4,6 @@ Facebook and tested in depth there; this file covers what differs)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ import pytest
 
 from connectors.base import (
     AuthFailed,
-    Batch,
     Capability,
     ConnectorUnavailable,
     Cursor,
@@ -28,6 +25,7 @@ from connectors.base import (
     SourceKind,
 )
 from connectors.instagram import InstagramConnector
+from tests.cannedgraph import FakeGraph, gone, poll, posts
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "instagram"
 FB_FIXTURES = FIXTURES.parent / "facebook"
@@ -41,33 +39,6 @@ EMPTY: dict[str, Any] = {"data": []}
 
 def fixture(name: str, where: Path = FIXTURES) -> Any:
     return json.loads((where / name).read_text(encoding="utf-8"))
-
-
-@dataclass
-class FakeGraph:
-    """Serves canned Graph responses by "METHOD path[?after=cursor]"; records each request."""
-
-    routes: dict[str, list[tuple[int, Any, dict[str, str]]]] = field(default_factory=dict)
-    requests: list[httpx.Request] = field(default_factory=list)
-
-    def add(
-        self, key: str, body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.routes.setdefault(key, []).append((status, body, dict(headers or {})))
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        path = request.url.path.removeprefix("/v25.0/")
-        after = request.url.params.get("after")
-        key = f"{request.method} {path}" + (f"?after={after}" if after else "")
-        replies = self.routes.get(key)
-        if not replies:
-            return httpx.Response(404, json={"error": {"message": key, "code": 803}})
-        status, body, headers = replies.pop(0) if len(replies) > 1 else replies[0]
-        return httpx.Response(status, json=body, headers=headers)
-
-    def paths(self) -> list[str]:
-        return [f"{r.method} {r.url.path.removeprefix('/v25.0/')}" for r in self.requests]
 
 
 @pytest.fixture
@@ -90,25 +61,6 @@ def connector(
         sleep=no_wait,
     )
     return InstagramConnector.from_context(context)
-
-
-async def poll(conn: InstagramConnector, cursor: Cursor) -> tuple[list[Batch], Cursor]:
-    """Page like monitor.poller does: until exhausted or an empty page."""
-    batches: list[Batch] = []
-    while True:
-        batch = await conn.fetch(cursor)
-        batches.append(batch)
-        cursor = batch.cursor
-        if batch.exhausted or not (batch.posts or batch.rejects or batch.gone):
-            return batches, cursor
-
-
-def posts(batches: list[Batch]) -> dict[str, Any]:
-    return {p.external_id: p for b in batches for p in b.posts}
-
-
-def gone(batches: list[Batch]) -> list[str]:
-    return [g for b in batches for g in b.gone]
 
 
 def first_poll_routes(graph: FakeGraph) -> None:

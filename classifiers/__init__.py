@@ -82,6 +82,7 @@ def _rules(roster: Roster, options: ClassifierOptions, parser: Parser) -> Detect
         extra_lexicon_files=options.extra_lexicon_files,
         suppress_rules=options.suppress_rules,
         school_names=(roster.school_name, *roster.school_aliases),
+        school_contacts=roster.published_contacts,
     )
 
 

@@ -285,10 +285,11 @@ class RulesDetector:
         extra_lexicon_files: Sequence[Path] = (),
         suppress_rules: Sequence[str] = (),
         school_names: Sequence[str] = (),
+        school_contacts: Sequence[str] = (),
     ) -> None:
         self._parser = parser or Parser()
         self._school_names = (*(n for n in school_names if n.strip()), "the school")
-        self._school = _SchoolLinks.from_names(school_names)
+        self._school = _SchoolLinks.from_roster(school_names, school_contacts)
         files = sorted(BUILTIN_LEXICONS.glob("*.toml")) + list(extra_lexicon_files)
         entries = load_lexicons(files)
         self._entries = {e.id: e for e in _without(entries, suppress_rules)}
@@ -385,14 +386,24 @@ class RulesDetector:
 
 @dataclass(frozen=True, kw_only=True)
 class _SchoolLinks:
-    """Who the school is, for promotion entries: its names squashed ("oakfieldprimary")."""
+    """Who the school is, for promotion entries.
+
+    ``slugs`` are its names squashed ("oakfieldprimary"), matched against a post's author;
+    ``domains`` are the hosts of its published contacts (emails and web addresses). A link is
+    the school's only when its host is one of those domains: a name inside a link proves
+    nothing ("oakfield-refunds.example" is how phishing pages look).
+    """
 
     slugs: tuple[str, ...]
+    domains: tuple[str, ...] = ()
 
     @classmethod
-    def from_names(cls, names: Sequence[str]) -> _SchoolLinks:
+    def from_roster(cls, names: Sequence[str], contacts: Sequence[str] = ()) -> _SchoolLinks:
         slugs = {_NON_ALNUM.sub("", name.lower()) for name in names}
-        return cls(slugs=tuple(sorted(s for s in slugs if len(s) >= 5)))
+        return cls(
+            slugs=tuple(sorted(s for s in slugs if len(s) >= 5)),
+            domains=tuple(sorted({d for d in map(_contact_domain, contacts) if d})),
+        )
 
     def posted_or_linked(self, item: Input, parsed: Parsed) -> bool:
         """The school posted this itself, or every link in it is the school's or trusted."""
@@ -402,18 +413,33 @@ class _SchoolLinks:
         if "." not in text and "/" not in text:
             return False  # no link
         links = [t.text for t in parsed.doc if t.like_url]
-        return bool(links) and all(self._trusted(parsed, link) for link in links)
+        return bool(links) and all(self._trusted(link) for link in links)
 
     def _named(self, value: str) -> bool:
         squashed = _NON_ALNUM.sub("", value.lower())
         return any(slug in squashed for slug in self.slugs)
 
-    def _trusted(self, parsed: Parsed, link: str) -> bool:
-        host = link.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rstrip(".")
-        host = host.removeprefix("www.")
-        if host.endswith(_TRUSTED_SUFFIXES) or self._named(link):
+    def _trusted(self, link: str) -> bool:
+        host = _host(link)
+        if host.endswith(_TRUSTED_SUFFIXES):
             return True
-        return any(host == h or host.endswith("." + h) for h in _TRUSTED_HOSTS)
+        trusted = (*self.domains, *_TRUSTED_HOSTS)
+        return any(host == h or host.endswith("." + h) for h in trusted)
+
+
+def _host(link: str) -> str:
+    host = link.lower().split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].rstrip(".")
+    return host.removeprefix("www.")
+
+
+def _contact_domain(contact: str) -> str:
+    """The host of a published email or web address; "" for a phone number or postal address."""
+    value = contact.strip().lower()
+    if "@" in value:
+        return value.rsplit("@", 1)[1].strip(". ")
+    if "." in value and " " not in value:
+        return _host(value)
+    return ""
 
 
 # One spaCy Matcher per token pattern, run only when the text holds one of the words the

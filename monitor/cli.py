@@ -512,17 +512,29 @@ def models_prepare(checkpoint: Path, config_dir: Path, out: Path) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N texts each.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any target fails.")
+@click.option(
+    "--suite",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A school suite file in the same format to use for 'school' (default: "
+    "tests/eval/school_suite.jsonl), e.g. a held-out set or your own school's labelled posts.",
+)
 def eval_(
-    datasets: tuple[str, ...], data_dir: Path | None, limit: int | None, as_json: bool, strict: bool
+    datasets: tuple[str, ...],
+    data_dir: Path | None,
+    limit: int | None,
+    as_json: bool,
+    strict: bool,
+    suite: Path | None,
 ) -> None:
     """Measure the classifiers on labelled datasets: per-flag precision/recall/F1 and targets."""
     configure_logging(level="warning", stream=sys.stderr)
     import json
 
-    from monitor.evaluate import EvaluationError, format_run, run
+    from monitor.evaluate import SUITE, EvaluationError, format_run, run
 
     try:
-        result = run(datasets, data_dir=data_dir, limit=limit)
+        result = run(datasets, data_dir=data_dir, limit=limit, suite=suite or SUITE)
     except EvaluationError as err:  # an unknown dataset name, or a malformed file
         click.echo(str(err), err=True)
         raise SystemExit(2) from None

@@ -37,6 +37,25 @@ EVERYDAY = [
     "She deserves it, well done on the reading award!",
     "Vote now for the new school council!",
     "Year 6 were done for after the cross country, what a day!",
+    # Near-misses of the v2 construction patterns (threats, hate, sexual, self-harm, dares).
+    "Disabled parking spaces should be kept clear at pick up",
+    "Muslims are a valued part of our school community",
+    "Jews are taking part in our interfaith week",
+    "In swimming the children learn to hold their breath under water",
+    "Come dressed as an evil witch or a scary clown for the disco",
+    "Does anyone have the pictures of the Year 2 trip to the zoo?",
+    "Our Year 11 cadets have their pass out parade on Friday",
+    "Coming to the match with a flask and a blanket, it's freezing",
+    "The only way out is through the side gate while the path is resurfaced",
+    "The girls' netball team in their new kit, well done on the win!",
+    "Does anyone know where the new crossing is going to be?",
+    "I'll sort them out tomorrow, the forms are on my desk",
+    "The boys were so embarrassed when they won the dance award",
+    "Our e-safety talk covered deepfakes and how to report them",
+    "Mr Hale will be rating the science fair projects out of 10",
+    "If you want to chat about your child's first 100 days, call the office",
+    "Lots of scam texts going round: we will never ask for your bank details by text",
+    "Check out our Year 6 video of the Victorian day on the school website",
 ]
 
 

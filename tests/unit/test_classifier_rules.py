@@ -64,6 +64,50 @@ def rules_only() -> Classifier:
         ("DM us your child's full name, age and class", "spam", "content.commercial", None),
         ("looking for runners, easy money for kids", "safeguarding", "contact.commercial", None),
         ("my dads friend hurts me when mum is at work", "safeguarding", "contact.aggressive", None),
+        # Constructions rather than fixed phrases (lexicon v2): worded unlike the school suite.
+        (
+            "im walking into oakfield on monday with a blade",
+            "safeguarding",
+            "content.aggressive",
+            "threat",
+        ),
+        ("somebody needs to torch that place", "abusive", "content.aggressive", "threat"),
+        ("refugees are invading our town", "abusive", "content.values", "hate"),
+        ("autistic kids should be locked away somewhere", "abusive", "content.values", "hate"),
+        ("rating the year 10 girls bodies lol", "safeguarding", "contact.sexual", "child_at_risk"),
+        (
+            "whoever has the vids of that year 7 lad send them to me",
+            "safeguarding",
+            "conduct.sexual",
+            None,
+        ),
+        (
+            "the only way out for me is the pills in the cupboard",
+            "safeguarding",
+            "contact.values",
+            "self_harm",
+        ),
+        (
+            "who can hold your breath the longest, loser buys pop",
+            "safeguarding",
+            "conduct.values",
+            None,
+        ),
+        (
+            "kids at oakfield message me what road they live on",
+            "safeguarding",
+            "contact.commercial",
+            None,
+        ),
+        ("the stupid lazy pig running that school", "abusive", "content.aggressive", None),
+        (
+            "anyone know where that gobby year 9 kid lives",
+            "safeguarding",
+            "contact.aggressive",
+            "threat",
+        ),
+        ("that girl in the talent show is so cringe", "abusive", "conduct.aggressive", None),
+        ("made a deepfake of her and sent it round", "abusive", "conduct.sexual", None),
     ],
 )
 def test_rule_flags(
@@ -228,7 +272,8 @@ def test_suppress_rules_switches_entries_off() -> None:
     off = build_classifier(
         ROSTER,
         ClassifierOptions(
-            enabled_detectors=("rules",), suppress_rules=("spam.promotion", "spam.follow*")
+            enabled_detectors=("rules",),
+            suppress_rules=("spam.promotion", "spam.self_promo", "spam.follow*"),
         ),
     )
     assert Flag.SPAM in on.classify(Input(text=text)).flags
@@ -313,6 +358,22 @@ def test_the_schools_own_promotion_is_not_spam(rules_only: Classifier) -> None:
     assert rules_only.classify(own).flags == frozenset()
     parent = Input(text=text, source_kind="own", author="jo.mills.7")
     assert Flag.SPAM in rules_only.classify(parent).flags
+
+
+def test_a_link_is_the_schools_only_on_its_published_domain() -> None:
+    """A school name inside a link is how phishing looks; only the published domains count."""
+    roster = Roster(
+        school_name="Oakfield Primary School",
+        school_aliases=("Oakfield",),
+        published_contacts=("01632 960123", "office@oakfieldprimary.co.uk"),
+    )
+    classifier = build_classifier(roster, ClassifierOptions(enabled_detectors=("rules",)))
+    own_site = "Please subscribe to the choir channel: https://oakfieldprimary.co.uk/choir"
+    assert classifier.classify(Input(text=own_site)).flags == frozenset()
+    lookalike = "Please subscribe to the choir channel: https://oakfieldprimary-choir.example/sub"
+    assert Flag.SPAM in classifier.classify(Input(text=lookalike)).flags
+    phishing = "yr 7s get FREE robux, log in at robux-oakfield.example/claim"
+    assert Flag.SPAM in classifier.classify(Input(text=phishing)).flags
 
 
 def test_prefilter_skips_texts_without_trigger_words() -> None:

@@ -371,20 +371,32 @@ def test_cli_reports_missing_datasets_without_failing(tmp_path: Path) -> None:
     assert "sms: MISSING" in result.stdout and "youtube: MISSING" in result.stdout
 
 
+def test_cli_scores_another_suite_file(tmp_path: Path) -> None:
+    """--suite scores a school's own labelled posts (or a held-out set) with its own roster."""
+    suite = tmp_path / "mine.jsonl"
+    lines = [
+        {"roster": {"name": "Elm Street School", "aliases": ["Elm Street"], "staff": []}},
+        {"id": "m-1", "text": "I will stab you after school", "flags": ["abusive"],
+         "cells": ["conduct.aggressive"]},
+        {"id": "m-2", "text": "Sports day is on Friday, bring a hat", "flags": [], "cells": []},
+    ]  # fmt: skip
+    suite.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli.main, ["eval", "--dataset", "school", "--suite", str(suite), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    school = json.loads(result.stdout)["datasets"]["school"]
+    assert school["samples"] == 2
+    assert school["flags"]["abusive"]["recall"] == 1.0
+    assert school["benign_flagged"] == 0
+
+
 def test_cli_unknown_dataset_is_bad_input() -> None:
     result = CliRunner().invoke(cli.main, ["eval", "--dataset", "nope"])
     assert result.exit_code == 2
     assert "unknown dataset" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 4 is open: recall on the school suite is safeguarding 0.89 and abusive 0.80 "
-        "(targets 0.95 and 0.90); defamatory 1.00 and benign flagged 1.3 % pass. strict: the "
-        "moment all are met this 'fails', and the marker must go."
-    ),
-)
 def test_school_suite_meets_issue_targets(classifier: Classifier) -> None:
     """ACCEPTANCE (issue 4): the real classifier on the school suite meets the issue's targets.
 

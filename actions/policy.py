@@ -131,6 +131,8 @@ _TAG_ROUTES: tuple[tuple[Tag, Route], ...] = (
 _GROOMING = Cell(Area.CONTACT, Type.SEXUAL)
 
 _SERIOUS_FLAGS = frozenset({Flag.ABUSIVE, Flag.DEFAMATORY, Flag.SAFEGUARDING})
+# Detectors whose findings are a trained model's guess: on its own, a guess never hides a post.
+MODEL_DETECTORS = frozenset({"textcat"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +189,12 @@ def _is_safeguarding(verdict: Verdict) -> bool:
     return Flag.SAFEGUARDING in verdict.flags or bool(verdict.tags & _SAFEGUARDING_TAGS)
 
 
+def _model_only(verdict: Verdict, flag: Flag) -> bool:
+    """Every reason for ``flag`` came from a trained model (no rule agreed)."""
+    found = [r for r in verdict.reasons if r.flag is flag]
+    return bool(found) and all(r.detector in MODEL_DETECTORS for r in found)
+
+
 def _is_fair_criticism(verdict: Verdict) -> bool:
     return Tag.FAIR_CRITICISM in verdict.tags and not (
         verdict.flags & _SERIOUS_FLAGS or verdict.tags & _SAFEGUARDING_TAGS
@@ -230,7 +238,7 @@ def _takedowns(ctx: _Context) -> list[ProposedAction]:
     if Flag.DEFAMATORY in verdict.flags:
         wanted.append(("defamatory: hide only after a moderator approves", False))
     if Flag.SPAM in verdict.flags:
-        wanted.append(("spam", settings.auto_hide_spam))
+        wanted.append(("spam", settings.auto_hide_spam and not _model_only(verdict, Flag.SPAM)))
     if Flag.PERSONAL_INFO in verdict.flags:
         wanted.append(("personal information", False))
     actions = [_takedown(ctx, reason, auto) for reason, auto in wanted]

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers import build_classifier  # noqa: E402
+from classifiers import ClassifierOptions, build_classifier  # noqa: E402
 from classifiers.base import Input  # noqa: E402
 from monitor.app import build_app, roster_from  # noqa: E402
 from monitor.config import Settings, parse_settings  # noqa: E402
@@ -57,9 +57,14 @@ def write_feed(path: Path, count: int, flagged_share: float) -> None:
             )
 
 
-def bench_classifier(texts: list[str], rounds: int = 5) -> float:
+def bench_classifier(
+    texts: list[str], rounds: int = 5, detectors: tuple[str, ...] | None = None
+) -> float:
+    options = (
+        ClassifierOptions() if detectors is None else ClassifierOptions(enabled_detectors=detectors)
+    )
     classifier = build_classifier(
-        roster_from(settings_for(Path(tempfile.mkdtemp()), Path("/dev/null")))
+        roster_from(settings_for(Path(tempfile.mkdtemp()), Path("/dev/null"))), options
     )
     inputs = [Input(text=t) for t in texts]
     classifier.classify_many(inputs[:10])  # warm up spaCy
@@ -117,6 +122,9 @@ def main() -> None:
     texts = [str(p["text"]) for p in demo_posts()]
     per_second = bench_classifier(texts)
     print(f"classifier: {per_second:,.0f} texts/s on {len(texts)} demo posts (one core)")
+    for detectors in (("rules",), ("rules", "people", "personal_info"), ("textcat",)):
+        rate = bench_classifier(texts, detectors=detectors)
+        print(f"  {'+'.join(detectors)}: {rate:,.0f} texts/s")
     rate, flagged, stages = asyncio.run(bench_pipeline(args.posts, args.flagged_share))
     print(
         f"pipeline (SQLite): {args.posts} posts, {flagged} flagged, {rate:,.0f} posts/s end to end"

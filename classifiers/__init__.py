@@ -31,6 +31,7 @@ from classifiers.people import PeopleDetector
 from classifiers.personal_info import PersonalInfoDetector
 from classifiers.rules import RulesDetector
 from classifiers.taxonomy import ALL_CELLS, Area, Cell, Flag, Severity, Tag, Type
+from classifiers.textcat import TextcatDetector
 from classifiers.toxicity import DetoxifyDetector
 
 __all__ = [
@@ -62,7 +63,7 @@ class ClassifierOptions:
 
     extra_lexicon_files: tuple[Path, ...] = ()  # school's own TOML lexicons, built-in format
     suppress_rules: tuple[str, ...] = ()  # lexicon entry ids (fnmatch globs) to switch off
-    enabled_detectors: tuple[str, ...] = ("rules", "people", "personal_info")
+    enabled_detectors: tuple[str, ...] = ("rules", "people", "personal_info", "textcat")
     # Detoxify (extra `vigil[detoxify]`): local, prepared files only; see classifiers.toxicity.
     detoxify_model: str = "original-small"
     detoxify_checkpoint: Path | None = None
@@ -71,6 +72,9 @@ class ClassifierOptions:
     # (label, threshold) pairs over the defaults; pairs, not a dict, so options stay hashable
     detoxify_thresholds: tuple[tuple[str, float], ...] = ()
     detoxify_threads: int = 1  # torch threads; the daemon shares a small machine
+    # The trained text classifier (classifiers.textcat); None: the model shipped with Vigil.
+    textcat_model: Path | None = None
+    textcat_thresholds: tuple[tuple[str, float], ...] = ()  # (flag, threshold) over defaults
 
 
 DetectorFactory = Callable[[Roster, ClassifierOptions, Parser], Detector]
@@ -105,11 +109,18 @@ def _detoxify(roster: Roster, options: ClassifierOptions, parser: Parser) -> Det
     )
 
 
+def _textcat(roster: Roster, options: ClassifierOptions, parser: Parser) -> Detector:
+    return TextcatDetector(
+        options.textcat_model, thresholds=dict(options.textcat_thresholds), roster=roster
+    )
+
+
 DETECTORS: dict[str, DetectorFactory] = {
     "rules": _rules,
     "people": _people,
     "personal_info": _personal_info,
     "detoxify": _detoxify,
+    "textcat": _textcat,
 }
 
 

@@ -54,6 +54,28 @@ class Roster:
     published_contacts: tuple[str, ...] = ()
     staff: tuple[StaffMember, ...] = ()
 
+    @classmethod
+    def from_mapping(cls, school: Mapping[str, Any]) -> Roster:
+        """The ``{"name", "aliases", "published_contacts", "staff"}`` header of a labelled file.
+
+        Raises ValueError when a staff entry has no name.
+        """
+        try:
+            staff = tuple(
+                StaffMember(
+                    name=s["name"], aliases=tuple(s.get("aliases", ())), role=s.get("role", "")
+                )
+                for s in school.get("staff", ())
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise ValueError("each roster staff entry needs a name") from None
+        return cls(
+            school_name=school.get("name", ""),
+            school_aliases=tuple(school.get("aliases", ())),
+            published_contacts=tuple(school.get("published_contacts", ())),
+            staff=staff,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Input:

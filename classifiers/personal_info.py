@@ -58,7 +58,9 @@ _YEAR = (
 _NAME = r"(?P<name>[A-Z][a-z]{1,15}(?:\s[A-Z][a-z]{1,20})?)(?![A-Za-z])"
 _CHILD_NAMED = (
     re.compile(rf"{_NAME}(?:,\s?|\s(?:who\s)?(?:is\s)?(?:in|from|of)\s|\s\(|\s){_YEAR}\)?"),
-    re.compile(rf"{_YEAR}(?:'s)?\s(?:pupil\s|girl\s|boy\s|student\s|child\s|kid\s)?{_NAME}"),
+    # "Year 6 girl Ava", "Year 6's Jack": without the noun or the possessive, "Year 10 Business
+    # Studies" would be a pupil.
+    re.compile(rf"{_YEAR}(?:'s\s|\s(?:pupil|girl|boy|student|child|kid)\s){_NAME}"),
 )
 _ROUTINE = re.compile(
     r"(?i)\b(?:walks?|walking|cycles?|cycling|goes|gets|takes)\s(?:herself\s|himself\s)?"
@@ -74,7 +76,9 @@ _SECONDARY = re.compile(r"(?i)\b(?:year|yr|y)\s?(?:[7-9]|1[0-3])\b")
 _PRAISE = re.compile(
     r"(?i)\b(?:congratulations|congrats|well done|proud|award|awarded|winner|won|wins?|"
     r"shortlisted|selected|star of the week|certificate|achievement|achieved|brilliant|"
-    r"fantastic|amazing|outstanding|excellent|celebrat\w*|medal|trophy|champion\w*)\b"
+    r"fantastic|amazing|outstanding|excellent|celebrat\w*|medal|trophy|champion\w*|"
+    r"goals?|scored|saved|hat-?trick|semi-?final|final|victory|player of the match|"
+    r"smashed it|what a game|nerves of steel|superstar|legend)\b"
 )
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)|\n")
 _STREET_NAMED = re.compile(
@@ -94,7 +98,8 @@ _SELF_AGE = re.compile(
 _COMMON_WORDS = """
     year yr class reception nursery the my our his her their mr mrs ms miss dr sir mx and but
     so if when what who where why how is in on at from of a an this that these those every all
-    monday tuesday wednesday thursday friday saturday sunday january february march april may june
+    monday tuesday wednesday thursday friday saturday sunday mon tue tues wed weds thu thur
+    thurs fri sat sun january february march april may june
     july august september october november december today tomorrow yesterday please thanks hi
     hello dear congratulations well done pupil girl boy student child kid school team key stage
     sats week term half spring summer autumn christmas easter sports day whatsapp group chat

@@ -21,7 +21,7 @@ A lexicon file has a top-level ``version = N`` and ``[[entry]]`` tables::
     max_tokens = 3     # the match counts only in a text with at most 3 other tokens
 
 ``awareness`` entries mark education/awareness sentences ("e-safety assembly"): context-sensitive
-signals in that sentence and the next are dropped. ``idiom`` entries ("killed me lol") mask
+signals in that sentence and the two after it are dropped. ``idiom`` entries ("killed me lol") mask
 their own span. ``marker`` entries produce flagless signals the combiner uses (e.g. a child
 reference).
 
@@ -526,4 +526,5 @@ def _surviving(parsed: Parsed, hits: Sequence[_Hit]) -> list[_Hit]:
 
 
 def _near(sentence: int, aware: set[int]) -> bool:
-    return sentence in aware or sentence - 1 in aware
+    """In an awareness sentence or one of the two after it (an assembly post's later lines)."""
+    return any(sentence - back in aware for back in range(3))

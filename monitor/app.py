@@ -255,6 +255,8 @@ def build_classifier_for(settings: Settings) -> Classifier:
         detoxify_config_dir=settings.classifier.detoxify_config_dir,
         detoxify_batch_size=settings.classifier.detoxify_batch_size,
         detoxify_thresholds=tuple(settings.classifier.detoxify_thresholds.items()),
+        textcat_model=settings.classifier.textcat_model,
+        textcat_thresholds=tuple(settings.classifier.textcat_thresholds.items()),
     )
     classifier = build_classifier(roster_from(settings), options)
     if classifier.skipped:  # a configured detector that cannot run is a config error, not a shrug

@@ -455,7 +455,7 @@ def evidence_export(config_path: Path, case_id: int, out: Path) -> None:
 
 @main.group()
 def models() -> None:
-    """Local model files for the optional Detoxify detector (nothing is downloaded at run time)."""
+    """Local model files: the trained text classifier and Detoxify (nothing is downloaded)."""
 
 
 @models.command("prepare")
@@ -493,6 +493,50 @@ def models_prepare(checkpoint: Path, config_dir: Path, out: Path) -> None:
         click.echo(str(err), err=True)
         raise SystemExit(2) from None
     click.echo(prepared.summary())
+
+
+@models.command("train")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A labelled file in the school-suite format; repeat for several. "
+    "Default: every classifiers/training/*.jsonl.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The model directory to write (default: the model shipped with Vigil).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option(
+    "--if-stale",
+    is_flag=True,
+    help="Do nothing when the model was already trained on exactly these files and seed.",
+)
+def models_train(data: tuple[Path, ...], out: Path | None, seed: int, if_stale: bool) -> None:
+    """Train the text classifier (detector "textcat") from labelled school posts."""
+    configure_logging(level="warning", stream=sys.stderr)
+    from classifiers import textcat
+
+    target = out or textcat.BUILTIN_MODEL
+    try:
+        posts = textcat.build(data, target, seed=seed, if_stale=if_stale)
+    except textcat.TrainingError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    if posts is None:
+        click.echo(f"up to date: {target}")
+        return
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    flagged = sum(1 for p in posts if p.flags)
+    files = f"{len(data)} files" if data else "the shipped training files"
+    click.echo(
+        f"trained on {len(posts)} posts ({flagged} flagged) from {files}: "
+        f"{target} ({size / 1e6:.1f} MB)"
+    )
 
 
 @main.command("eval")

@@ -146,7 +146,7 @@ class ClassifierSettings:
     """Which detectors run and with what data."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
-    detectors: tuple[str, ...] = ("rules", "people", "personal_info")
+    detectors: tuple[str, ...] = ("rules", "people", "personal_info", "textcat")
     lexicons: tuple[Path, ...] = ()  # extra lexicon TOML files, same format as the built-ins
     suppress: tuple[str, ...] = ()  # lexicon entry ids to switch off
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 64
@@ -167,6 +167,11 @@ class ClassifierSettings:
             "sexual_explicit": 0.7,
         }
     )  # score at or above which a Detoxify label raises a signal
+    # The trained text classifier; add "textcat" to detectors. None: the model shipped with Vigil.
+    textcat_model: Path | None = None
+    textcat_thresholds: Mapping[str, Annotated[float, Field(gt=0.0, le=1.0)]] = field(
+        default_factory=dict
+    )  # per flag, over the model's defaults
 
 
 @dataclass(frozen=True, kw_only=True)

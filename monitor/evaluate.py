@@ -135,29 +135,16 @@ def _suite_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_suite_roster(path: Path = SUITE) -> Roster:
     """The roster in the suite's ``{"roster": {...}}`` header line (empty if there is none)."""
-    from classifiers.base import Roster, StaffMember
+    from classifiers.base import Roster
 
     for number, record in _suite_lines(path):
         school = record.get("roster")
         if not isinstance(school, dict):
             return Roster()
         try:
-            staff = tuple(
-                StaffMember(
-                    name=s["name"], aliases=tuple(s.get("aliases", ())), role=s.get("role", "")
-                )
-                for s in school.get("staff", ())
-            )
-        except (KeyError, TypeError, AttributeError):
-            raise DatasetMalformed(
-                f"{path}:{number}: each roster staff entry needs a name"
-            ) from None
-        return Roster(
-            school_name=school.get("name", ""),
-            school_aliases=tuple(school.get("aliases", ())),
-            published_contacts=tuple(school.get("published_contacts", ())),
-            staff=staff,
-        )
+            return Roster.from_mapping(school)
+        except ValueError as err:
+            raise DatasetMalformed(f"{path}:{number}: {err}") from None
     return Roster()
 
 

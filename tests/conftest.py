@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import structlog
 
+from classifiers import textcat
 from classifiers.base import Roster
 from monitor.app import roster_from
 from monitor.config import Settings, parse_settings
@@ -22,6 +23,12 @@ from monitor.demo import demo_settings
 from monitor.logging import NOISY_LOGGERS
 from monitor.store import Store
 from monitor.store.migrate import upgrade
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The default classifier includes the trained model: build it once if missing or stale."""
+    textcat.build(if_stale=True)
+
 
 PG_ADMIN = os.environ.get("VIGIL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from actions.policy import (
     escalation_routes,
     response_due,
 )
-from classifiers.base import Verdict
+from classifiers.base import Signal, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 from connectors.base import Capability, SourceKind
 
@@ -289,3 +290,30 @@ def test_a_public_reply_is_proposed_only_after_a_takedown_and_never_automatic(
         for a in run(verdict(*flags, sev=severity, tags=tags), MENTION, WITH_REPLY)
         if a.kind is ActionKind.REPLY
     ]
+
+
+def _spam_reason(detector: str) -> Signal:
+    return Signal(
+        detector=detector,
+        flag=Flag.SPAM,
+        cell=Cell.parse("content.commercial"),
+        severity=Severity.LOW,
+        span=(0, 4),
+        text="spam",
+        rule=f"{detector}.spam",
+    )
+
+
+@pytest.mark.parametrize(
+    ("detectors", "expected"),
+    [
+        (("textcat",), [(H, ASK), (V, ASK)]),  # the model's guess alone: a moderator decides
+        (("rules", "textcat"), [(H, AUTO), (V, ASK)]),
+        (("rules",), [(H, AUTO), (V, ASK)]),
+    ],
+)
+def test_spam_found_only_by_the_model_is_never_hidden_automatically(
+    detectors: tuple[str, ...], expected: list[tuple[ActionKind, bool]]
+) -> None:
+    vd = replace(verdict(SP, sev=S.LOW), reasons=tuple(_spam_reason(d) for d in detectors))
+    assert shape(run(vd, OWN, ALL)) == expected

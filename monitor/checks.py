@@ -11,7 +11,7 @@ from actions.responses import (
 from monitor.app import build_classifier_for, build_connector, dsl_recipients, utcnow
 from monitor.config import ConfigError, Settings
 from monitor.registry import RegistryError, connector_class
-from monitor.store import Store, StoreError
+from monitor.store import Store, review
 
 __all__ = [
     "decide",
@@ -119,17 +119,8 @@ async def decide(settings: Settings, action_id: int, *, approve: bool, by: str, 
     """A moderator approves or rejects a proposed action; returns its new state."""
     store = Store.open(settings.database_url())
     try:
-        record = await store.decide_action(
-            action_id, approve, actor=by, reason=reason, now=utcnow()
-        )
-        await store.audit(
-            school_id=record.school_id,
-            actor=by,
-            now=utcnow(),
-            event="action_approved" if approve else "action_rejected",
-            subject_type="action",
-            subject_id=action_id,
-            detail={"reason": reason},
+        record = await review.decide(
+            store, action_id, approve=approve, actor=by, reason=reason, now=utcnow()
         )
         return record.state
     finally:
@@ -140,14 +131,7 @@ async def undo(settings: Settings, action_id: int, *, by: str, reason: str) -> i
     """Undo a done hide by adding an approved unhide for the same item; returns its id."""
     store = Store.open(settings.database_url())
     try:
-        done = await store.action(action_id)
-        if done.kind != "hide" or done.state != "done":
-            raise StoreError(
-                f"action {action_id} is a {done.state} {done.kind}: only a done hide can be undone"
-            )
-        added = await store.add_action(
-            done.item_id, "unhide", actor=by, reason=reason, approved=True, now=utcnow()
-        )
+        added = await review.undo_hide(store, action_id, actor=by, reason=reason, now=utcnow())
         return added.id
     finally:
         await store.close()

@@ -328,22 +328,18 @@ def items_requeue(config_path: Path) -> None:
 @main.command()
 @config_option
 def web(config_path: Path) -> None:
-    """Serve the web app (acknowledgement links, /healthz) on web.host:web.port."""
+    """Serve the review app (and acknowledgement links, /healthz) on its own, on web.host:web.port.
+
+    For when `[web] serve = false` keeps it out of `vigil run`.
+    """
     settings = _settings(config_path)
     _logging(settings)
     import uvicorn
 
     from monitor.web import create_app
+    from monitor.web.server import uvicorn_options
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.web.host,
-        port=settings.web.port,
-        lifespan="on",  # the lifespan opens the store; if it cannot, do not serve
-        log_config=None,  # uvicorn's loggers go through our structlog setup
-        access_log=False,  # request lines would put acknowledgement tokens in the journal
-        server_header=False,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))  # type: ignore[arg-type]
 
 
 @main.group()
@@ -585,3 +581,182 @@ def eval_(
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_run(result))
     if strict and not result.passed:
         raise SystemExit(1)
+
+
+@main.group()
+def user() -> None:
+    """Review-app users: add, change a password, disable, list."""
+
+
+password_stdin_option = click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of stdin instead of prompting.",
+)
+
+
+@user.command("add")
+@config_option
+@click.argument("username")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["moderator", "dsl", "admin"]),
+    help="moderator: non-safeguarding cases; dsl: everything; admin: users, sources, settings.",
+)
+@click.option("--name", "display_name", required=True, help="The name shown in the app.")
+@click.option("--email", required=True, help="The user's email address.")
+@password_stdin_option
+def user_add(
+    config_path: Path,
+    username: str,
+    role: str,
+    display_name: str,
+    email: str,
+    password_stdin: bool,
+) -> None:
+    """Add a user of the review app, in the configured school."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.store import StoreError
+    from monitor.store.users import Role
+
+    password_hash = _new_password_hash(password_stdin)
+    try:
+        added = _run(_add_user(settings, username, Role(role), display_name, email, password_hash))
+    except (StoreError, ValueError) as err:  # a taken username, or a malformed field
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"user {added.username} added ({added.role})")
+
+
+@user.command("passwd")
+@config_option
+@click.argument("username")
+@password_stdin_option
+def user_passwd(config_path: Path, username: str, password_stdin: bool) -> None:
+    """Set a user's password; it signs them out everywhere."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.store.users import set_password
+
+    password_hash = _new_password_hash(password_stdin)
+    _change_user(settings, set_password, username, password_hash)
+    click.echo(f"password for {username} changed; their sessions have ended")
+
+
+@user.command("disable")
+@config_option
+@click.argument("username")
+def user_disable(config_path: Path, username: str) -> None:
+    """Disable a user: they can no longer sign in, and their sessions end."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.store.users import disable_user
+
+    _change_user(settings, disable_user, username)
+    click.echo(f"user {username} disabled")
+
+
+@user.command("list")
+@config_option
+def user_list(config_path: Path) -> None:
+    """Every user: username, role, status, name and email."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    for record in _run(_list_users(settings)):
+        status = "disabled" if record.disabled else "active"
+        click.echo(
+            f"{record.username}\t{record.role}\t{status}\t{record.display_name}\t{record.email}"
+        )
+
+
+def _new_password_hash(from_stdin: bool) -> str:
+    """Read a new password (stdin, or prompted twice unseen), check and hash it; exit 2 if weak."""
+    from monitor.web.auth import hash_password, password_problem
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = password_problem(password)
+    if problem is not None:
+        click.echo(f"password refused: {problem}", err=True)
+        raise SystemExit(2)
+    return hash_password(password)
+
+
+def _cli_actor() -> str:
+    """Who ran the command, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name (e.g. a uid without a passwd entry)
+        return "cli"
+
+
+async def _add_user(
+    settings: Settings,
+    username: str,
+    role: Any,
+    display_name: str,
+    email: str,
+    password_hash: str,
+) -> Any:
+    from datetime import UTC, datetime
+
+    from monitor.store import Store
+    from monitor.store.users import add_user
+
+    store = Store.open(settings.database_url())
+    try:
+        now = datetime.now(UTC)
+        school_id = await store.ensure_school(settings.school.slug, settings.school.name, now)
+        return await add_user(
+            store,
+            username=username,
+            display_name=display_name,
+            email=email,
+            role=role,
+            password_hash=password_hash,
+            school_ids=[school_id],
+            actor=_cli_actor(),
+            now=now,
+        )
+    finally:
+        await store.close()
+
+
+def _change_user(settings: Settings, change: Any, username: str, *args: str) -> None:
+    """Run ``change(store, username, *args, actor=..., now=...)``; exit 2 for an unknown user."""
+    from monitor.store import StoreError
+
+    try:
+        _run(_change_user_in_store(settings, change, username, *args))
+    except StoreError as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+
+
+async def _change_user_in_store(settings: Settings, change: Any, username: str, *args: str) -> None:
+    from datetime import UTC, datetime
+
+    from monitor.store import Store
+
+    store = Store.open(settings.database_url())
+    try:
+        await change(store, username, *args, actor=_cli_actor(), now=datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+async def _list_users(settings: Settings) -> Any:
+    from monitor.store import Store
+    from monitor.store.users import list_users
+
+    store = Store.open(settings.database_url())
+    try:
+        return await list_users(store)
+    finally:
+        await store.close()

@@ -252,10 +252,11 @@ class WebSettings:
     """The web app: where it listens, its address for links, and the key that signs them."""
 
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
+    serve: bool = True  # `vigil run` serves the web app too; false when `vigil web` runs it alone
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     base_url: str = "http://127.0.0.1:8080"
-    secret_env: str = ""  # signs acknowledgement links (and, later, sessions)
+    secret_env: str = ""  # signs acknowledgement links (sessions are random tokens in the DB)
     secret_file: str = ""
     secret_credential: str = ""
     secret: Secret | None = None  # resolved; not in TOML

@@ -111,6 +111,8 @@ class Daemon:
         supervisor.add("heartbeat", lambda: self._heartbeat(app))
         supervisor.add("retention", lambda: self._retention(app))
         supervisor.add("follow_up", lambda: self._follow_up(app))
+        if self.settings.web.serve:
+            supervisor.add("web", lambda: self._web(app))
         scheduler.start()
         self.notifier.ready()
         log.info("daemon_ready", sources=len(app.pollers))
@@ -136,6 +138,12 @@ class Daemon:
                 continue
             self.wake.clear()
             await wait_for_either(self.stop, self.wake, self.settings.daemon.tick)
+
+    async def _web(self, app: App) -> None:
+        """The review app on [web] host:port, on this loop and this store, until stopped."""
+        from monitor.web.server import serve_until
+
+        await serve_until(app.settings, app.store, self.clock, self.stop)
 
     async def _follow_up(self, app: App) -> None:
         """Deputy re-sends and the daily digest, checked every minute."""

@@ -19,16 +19,31 @@ from actions.evidence import EvidenceRecord, EvidenceSubject, EvidenceWriter
 from actions.policy import PolicySettings, decide, response_due
 from actions.render import EvidencePreparer, Prepared
 from classifiers import Classifier
-from classifiers.base import Input, Verdict
+from classifiers.base import Input, Signal, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 from connectors.base import Capability, SourceKind
 from monitor.logging import get_logger
 from monitor.store import ItemClaim, Stage, Store, WorkItem
+from monitor.store.review import ALLOW_LIST_RULE, allow_listed
 
-__all__ = ["Pipeline", "verdict_from_json", "verdict_summary", "where"]
+__all__ = ["ALLOWED", "Pipeline", "verdict_from_json", "verdict_summary", "where"]
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
+# The verdict of an allow-listed text: clean, and its one reason says why.
+ALLOWED = Verdict(
+    reasons=(
+        Signal(
+            detector=ALLOW_LIST_RULE,
+            rule=ALLOW_LIST_RULE,
+            flag=None,
+            cell=None,
+            severity=Severity.NONE,
+            span=(0, 0),
+            text="",
+        ),
+    )
+)
 
 
 @dataclass(kw_only=True)
@@ -55,24 +70,38 @@ class Pipeline:
     preparer: EvidencePreparer | None = None  # media, Chromium card, live capture
 
     async def classify_batch(self) -> int:
-        """Classify one batch of new items (in a worker thread: spaCy is CPU-bound)."""
+        """Classify one batch of new items (in a worker thread: spaCy is CPU-bound).
+
+        A text on the school's allow-list (a moderator marked it a false positive) is not
+        classified: it gets a clean verdict saying so.
+        """
         async with self.store.claim_items(
             Stage.CLASSIFY, self.classify_batch_size, school_id=self.school_id
         ) as claim:
             if not claim.items:
                 return 0
+            allowed = await allow_listed(self.store, self.school_id, [i.text for i in claim.items])
+            todo = [item for item in claim.items if item.text not in allowed]
             try:
-                verdicts: list[Verdict] | None = await self._classify(claim.items)
+                verdicts: list[Verdict] | None = await self._classify(todo) if todo else []
             except Exception:  # find the item that fails by classifying one at a time
                 verdicts = None
-            by_id = dict(zip((i.id for i in claim.items), verdicts or [], strict=False))
+            by_id = dict(zip((i.id for i in todo), verdicts or [], strict=False))
 
             async def classify_one(item: WorkItem) -> None:
-                verdict = by_id.get(item.id) or (await self._classify([item]))[0]
+                if item.text in allowed:
+                    verdict = ALLOWED
+                else:
+                    verdict = by_id.get(item.id) or (await self._classify([item]))[0]
                 await claim.record_verdict(item, verdict, self.clock())
 
             done = await self._each(claim, Stage.CLASSIFY, classify_one)
-            log.info("items_classified", count=done, failed=len(claim.items) - done)
+            log.info(
+                "items_classified",
+                count=done,
+                failed=len(claim.items) - done,
+                allow_listed=len(claim.items) - len(todo),
+            )
             return len(claim.items)
 
     async def _classify(self, items: Sequence[WorkItem]) -> list[Verdict]:

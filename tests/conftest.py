@@ -126,6 +126,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             # Pillow cards keep the pipeline tests fast; tests/integration/test_chromium_card.py
             # drives the real browser.
             "evidence": {"renderer": "pillow"},
+            # Daemon tests do not need the review app on a fixed port; its own tests enable it.
+            "web": {"serve": False},
         }
         for key, value in sections.items():
             data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value

@@ -86,7 +86,8 @@ class ItemClaim:
                 tags=dumps(data["tags"]),
                 severity=int(verdict.severity),
                 scores=dumps(data["scores"]),
-                reasons=dumps(data["reasons"]),
+                # the rule id too, so the review app can say which rule fired
+                reasons=dumps([{**r.reason_json(), "rule": r.rule} for r in verdict.reasons]),
                 classified_at=now,
             )
         )

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,7 @@ __all__ = [
     "due_for_resend",
     "escalation_summary",
     "last_digest_date",
+    "list_escalations",
     "mark_resent",
     "open_cases_for_digest",
     "record_digest_sent",
@@ -78,6 +80,8 @@ class EscalationSummary:
     acknowledged_by: str | None
     resent_at: datetime | None
     response_due_at: datetime
+    outcome: str | None = None  # what the DSL did about it (the review app records it)
+    outcome_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +161,23 @@ async def escalation_summary(store: Store, escalation_id: int) -> EscalationSumm
             return None
         flags = await _latest_flags(s, [row.item_id])
         return _summary(row, flags.get(row.item_id, ()))
+
+
+async def list_escalations(
+    store: Store, school_id: int, *, limit: int = 200
+) -> list[EscalationSummary]:
+    """The school's escalations for the DSLs' page: unacknowledged first, then newest first."""
+    waiting_last = sql_case((t.Escalation.state == EscalationState.ACKNOWLEDGED.value, 1), else_=0)
+    query = (
+        _summary_query()
+        .where(t.Escalation.school_id == school_id)
+        .order_by(waiting_last, t.Escalation.queued_at.desc(), t.Escalation.id.desc())
+        .limit(limit)
+    )
+    async with _reading(store) as s:
+        rows = (await s.execute(query)).all()
+        flags = await _latest_flags(s, [row.item_id for row in rows])
+    return [_summary(row, flags.get(row.item_id, ())) for row in rows]
 
 
 # -- re-sending to the deputies -----------------------------------------------------------------
@@ -302,6 +323,8 @@ def _summary(row: Any, flags: tuple[str, ...]) -> EscalationSummary:
         acknowledged_by=esc.acknowledged_by,
         resent_at=aware(esc.resent_at),
         response_due_at=must(row.response_due_at),
+        outcome=esc.outcome,
+        outcome_at=aware(esc.outcome_at),
     )
 
 

@@ -140,6 +140,10 @@ class Case(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     response_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The review app (migration 0002): who is working on it, and how it ended.
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    closed_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Action(Base):
@@ -207,6 +211,11 @@ class Escalation(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     resent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the DSL did about it (migration 0002): ceop | police | lado | parents | nfa
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+    outcome_by: Mapped[str | None] = mapped_column(String(200))
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):
@@ -229,7 +238,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(300))
-    role: Mapped[str] = mapped_column(String(20))  # admin | dsl | moderator | viewer
+    role: Mapped[str] = mapped_column(String(20))  # admin | dsl | moderator
     password_hash: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -251,3 +260,41 @@ class Quarantine(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     error: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
+
+
+class CaseNote(Base):
+    """A moderator's or DSL's note on a case; never edited, like the audit log."""
+
+    __tablename__ = "case_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    author: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AllowedText(Base):
+    """A text a moderator marked as a false positive: the same text is not flagged again."""
+
+    __tablename__ = "allow_list"
+    __table_args__ = (UniqueConstraint("school_id", "text_hash"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"))
+    text_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the normalised text
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    added_by: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the table only its sha256."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""The web app (acknowledgement links and health now; the review app grows here)."""
+"""The web app: the review app, DSL acknowledgement links and /healthz (Starlette)."""
 
 from monitor.web.app import create_app
 

@@ -1,15 +1,18 @@
 """The web app: a thin Starlette app over the Store (STYLE rule 14).
 
-For now it serves the DSL's acknowledgement links and ``/healthz``; the review app grows here.
-Views call the same store functions as the CLI and hold no business logic. Every page treats
-what it shows as hostile: Jinja2 autoescaping is on, nothing is marked safe, and the
-acknowledgement page shows ids, platform, flags and severity only — never post text or media.
+It serves the review app (``monitor.web.review``, ``decisions``, ``evidence``, ``oversight``
+and ``admin``; signing in is ``monitor.web.auth``), the DSL's acknowledgement links and
+``/healthz``. Views call the same store functions as the CLI and hold no business logic. Every
+page treats what it shows as hostile: Jinja2 autoescaping is on, nothing is marked safe, and
+the CSP allows no inline script or style at all (the one stylesheet is ``/static/app.css``;
+there is no script).
 
 Acknowledgement links (``monitor.links``): the signed token in the URL is the capability.
 ``GET /ack/<token>`` only shows what would be acknowledged (mail scanners prefetch links, so
 a GET must never change anything); the form POSTs back to the same URL, carrying the token
-again, and only that acknowledges. No cookies are set, so there is no ambient authority for
-a cross-site request to borrow; a POST that says it comes from another site is refused all
+again, and only that acknowledges. The acknowledgement page shows ids, platform, flags and
+severity only — never post text or media — and sets no cookie, so there is no ambient authority
+for a cross-site request to borrow; a POST that says it comes from another site is refused all
 the same. Every bad token (forged, expired, for another purpose, unknown row) gets one 404.
 """
 
@@ -18,11 +21,10 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -32,7 +34,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from classifiers.taxonomy import Severity
@@ -46,16 +49,25 @@ from monitor.store.escalations import (
     acknowledge,
     escalation_summary,
 )
+from monitor.web.admin import admin_routes
+from monitor.web.auth import auth_routes, cross_site, read_form
+from monitor.web.decisions import decision_routes
+from monitor.web.evidence import evidence_routes
+from monitor.web.oversight import oversight_routes
+from monitor.web.pages import install_filters
+from monitor.web.review import queue_routes
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
 log = get_logger(__name__)
 UK = ZoneInfo("Europe/London")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-MAX_FORM_BYTES = 4096
+ACK_FORM_BYTES = 4096  # a token and a name
+STATIC = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS: Mapping[str, str] = {
     "content-security-policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
@@ -73,6 +85,7 @@ class WebContext:
     store: Store | None
     clock: Callable[[], datetime]
     templates: Environment
+    _school_id: int | None = field(default=None, init=False, repr=False)
 
     @property
     def secret(self) -> bytes | None:
@@ -86,6 +99,15 @@ class WebContext:
             raise RuntimeError("the web app's store is not open (lifespan not run)")
         return self.store
 
+    async def school_id(self) -> int:
+        """The configured school's id (made on first use, as the daemon does)."""
+        if self._school_id is None:
+            school = self.settings.school
+            self._school_id = await self.require_store().ensure_school(
+                school.slug, school.name, self.clock()
+            )
+        return self._school_id
+
 
 def create_app(
     settings: Settings,
@@ -94,19 +116,28 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The Starlette app; with no ``store`` its lifespan opens (and closes) one from settings."""
+    templates = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
+    )
+    install_filters(templates)
     context = WebContext(
         settings=settings,
         store=store,
         clock=clock or (lambda: datetime.now(UTC)),
-        templates=Environment(
-            loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
-        ),
+        templates=templates,
     )
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/ack/{token}", ack_page, methods=["GET"]),
             Route("/ack/{token}", ack_submit, methods=["POST"]),
+            *auth_routes(),
+            *queue_routes(),
+            *decision_routes(),
+            *evidence_routes(),
+            *oversight_routes(),
+            *admin_routes(),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
@@ -196,9 +227,9 @@ async def ack_submit(request: Request) -> Response:
     context, found = await _escalation_for(request)
     if found is None:
         return _not_found(context)
-    if _cross_site(request, context.settings.web.base_url):
+    if cross_site(request):
         return _error(context, 403, "Refused", "This form must be sent from the Vigil page itself.")
-    form = await _read_form(request)
+    form = await read_form(request, limit=ACK_FORM_BYTES)
     if form is None:
         return _error(context, 400, "Bad request", "The form could not be read.")
     escalation_id, summary = found
@@ -230,8 +261,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods get a plain page, never a traceback."""
     context: WebContext = request.app.state.vigil
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    if status == 404:
+    if status == 404 and request.url.path.startswith("/ack/"):
         return _not_found(context)
+    if status == 404:
+        return _error(context, 404, "Page not found", "There is no page at this address.")
     return _error(context, status, "Error", "That request cannot be answered.")
 
 
@@ -261,43 +294,6 @@ async def _escalation_for(
     except StoreError:
         summary = None
     return context, None if summary is None else (escalation_id, summary)
-
-
-def _cross_site(request: Request, base_url: str) -> bool:
-    """True when the browser says the POST comes from another site.
-
-    A same-origin form sends ``Origin: null`` under ``Referrer-Policy: no-referrer``, so
-    "null" is accepted; the token in the URL is what actually authorises the request.
-    """
-    if request.headers.get("sec-fetch-site", "") == "cross-site":
-        return True
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return False
-    allowed = {_origin(base_url), _origin(str(request.base_url))}
-    return origin.rstrip("/").lower() not in allowed
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-async def _read_form(request: Request) -> dict[str, str] | None:
-    """A small urlencoded form, or None if it is too big, the wrong type or not UTF-8."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=10, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return {key: values[0] for key, values in fields.items() if values}
 
 
 def _form(

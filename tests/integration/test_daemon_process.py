@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import DEMO_POSTS, FIXTURES, ROSTER_TOML
@@ -65,9 +66,12 @@ def write_posts(path: Path, count: int) -> None:
             )
 
 
-def write_config(tmp_path: Path, posts: Path, **daemon: object) -> Path:
+def write_config(
+    tmp_path: Path, posts: Path, *, web_port: int | None = None, **daemon: object
+) -> Path:
     state = tmp_path / "state"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in daemon.items())
+    web = f"serve = true\nport = {web_port}" if web_port else "serve = false"
     config = tmp_path / "config.toml"
     config.write_text(f"""
 {ROSTER_TOML}
@@ -87,6 +91,9 @@ options = {{ path = "{posts}", page_size = 100, moderation_log = "{tmp_path / "c
 [evidence]
 renderer = "pillow"
 
+[web]
+{web}
+
 [daemon]
 state_dir = "{state}"
 batch_size = 50
@@ -94,6 +101,19 @@ log_format = "json"
 {extra}
 """)
     return config
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def healthz(port: int) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
 
 
 def vigil(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -191,7 +211,8 @@ def test_sigkill_mid_replay_loses_nothing_and_repeats_nothing(tmp_path: Path) ->
 def test_sigterm_drains_and_tells_systemd(tmp_path: Path) -> None:
     posts = tmp_path / "posts.jsonl"
     write_posts(posts, 200)
-    config = write_config(tmp_path, posts, tick=0.2, shutdown_grace=5)
+    port = free_port()
+    config = write_config(tmp_path, posts, web_port=port, tick=0.2, shutdown_grace=5)
     assert vigil("db", "upgrade", "--config", str(config)).returncode == 0
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_path = tmp_path / "notify.sock"
@@ -214,6 +235,8 @@ def test_sigterm_drains_and_tells_systemd(tmp_path: Path) -> None:
             proc,
             "every item through the pipeline",
         )
+        # `vigil run` serves the web app on the same loop and store
+        wait_for(lambda: healthz(port) == 200, proc, "the web app answering /healthz")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     finally:

@@ -299,7 +299,7 @@ async def test_healthz_and_unknown_paths(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert (health.status_code, health.text) == (200, "ok")
     assert_secure(health)
-    missing = await client.get("/cases/1")
+    missing = await client.get("/no-such-page")  # /cases/N now asks anonymous users to sign in
     assert missing.status_code == 404
     assert_secure(missing)
     wrong_method = await client.delete("/healthz")

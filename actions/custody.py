@@ -6,7 +6,8 @@ Pure functions over plain records (the store fills them in; nothing here touches
   reports every problem: a gap in ``seq`` or a chain not starting at 1, a ``prev_hash`` that
   is not the previous entry's ``entry_hash`` (an entry removed, inserted or reordered), an
   ``entry_hash`` that no longer recomputes from ``(prev_hash, files, metadata)`` (the row was
-  changed), and a file that is missing or whose SHA-256 changed.
+  changed), and a file that is missing or whose SHA-256 changed. A tombstone left by a
+  retention purge is checked for its links only (its content and files are gone by design).
 - ``build_export(bundle, root, ...)`` makes the ZIP a DSL hands to the police, the LADO or
   CEOP: ``manifest.json`` (every other member with its SHA-256 and size, the case, when and by
   whom), ``custody.jsonl`` (evidence entries, action transitions and audit entries in time
@@ -25,7 +26,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,8 @@ class ChainEntry:
     prev_hash: str
     entry_hash: str
     captured_at: datetime
+    # A retention purge's tombstone: metadata emptied and files deleted by design, hashes kept.
+    purged_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -254,6 +257,7 @@ class ChainReport:
     files: int
     head_hash: str  # the last entry's entry_hash (GENESIS_HASH for an empty chain)
     problems: tuple[ChainProblem, ...]
+    purged: int = 0  # tombstones: linked into the chain, their content gone by design
 
     @property
     def intact(self) -> bool:
@@ -266,19 +270,42 @@ class ChainReport:
         return tuple(p for p in self.problems if p.seq in wanted)
 
 
-def verify_chain(entries: Sequence[ChainEntry], root: Path) -> ChainReport:
-    """Walk one school's entries in ``seq`` order; files are looked up under ``root``."""
+def verify_chain(
+    entries: Sequence[ChainEntry], root: Path, *, audited_purges: Collection[int] | None = None
+) -> ChainReport:
+    """Walk one school's entries in ``seq`` order; files are looked up under ``root``.
+
+    A purged entry (a tombstone) is checked only for its links: its content is gone, so its
+    entry hash cannot be recomputed, and its files are absent by design. With
+    ``audited_purges`` (the seqs the audit log says were purged), a tombstone not among them
+    is a problem: an entry's content was removed without a recorded purge.
+    """
     problems: list[ChainProblem] = []
     files = 0
     previous: ChainEntry | None = None
     for entry in sorted(entries, key=lambda e: e.seq):
         messages = _link_messages(entry, previous)
-        counted, entry_messages = _entry_messages(entry, root)
+        if entry.purged_at is None:
+            counted, entry_messages = _entry_messages(entry, root)
+        else:
+            counted, entry_messages = 0, _tombstone_messages(entry, audited_purges)
         files += counted
         problems += [_problem(entry, m) for m in (*messages, *entry_messages)]
         previous = entry
     head = previous.entry_hash if previous else GENESIS_HASH
-    return ChainReport(entries=len(entries), files=files, head_hash=head, problems=tuple(problems))
+    return ChainReport(
+        entries=len(entries),
+        files=files,
+        head_hash=head,
+        problems=tuple(problems),
+        purged=sum(e.purged_at is not None for e in entries),
+    )
+
+
+def _tombstone_messages(entry: ChainEntry, audited: Collection[int] | None) -> list[str]:
+    if audited is None or entry.seq in audited:
+        return []
+    return ["marked purged, but no retention_purge audit entry records it: the row was changed"]
 
 
 def _problem(entry: ChainEntry, message: str) -> ChainProblem:

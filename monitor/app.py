@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from actions.escalate import Mailer, OutboxMailer, SmtpMailer
@@ -26,6 +26,7 @@ from monitor.logging import get_logger
 from monitor.pipeline import Pipeline
 from monitor.poller import Poller, PollOutcome, PollResult
 from monitor.registry import connector_class
+from monitor.retention_cmd import purge_school
 from monitor.retry import RetryPolicy
 from monitor.store import Store
 from monitor.store.migrate import head_revision
@@ -107,15 +108,15 @@ class App:
 
 
 async def purge_expired(app: App, now: datetime) -> dict[str, int]:
-    """Apply the [retention] settings once."""
-    retention = app.settings.retention
-    counts = await app.store.purge_expired(
-        unflagged_before=now - timedelta(days=retention.unflagged_days),
-        quarantine_before=now - timedelta(days=retention.quarantine_days),
-        now=now,
-    )
-    log.info("retention_purged", **counts)
-    return counts
+    """Apply the [retention] settings once (the daemon's daily task; `vigil purge` does the
+    same). Returns how many items (clean and flagged) and quarantined payloads went; the full
+    counts are logged and audited (``monitor.retention_cmd``)."""
+    outcome = await purge_school(app.store, app.settings, app.pipeline.school_id, now)
+    counts = outcome.plan.counts
+    return {
+        "items": counts["clean_items"] + counts["flagged_items"],
+        "quarantine": counts["quarantine"],
+    }
 
 
 def roster_from(settings: Settings) -> Roster:

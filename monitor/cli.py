@@ -308,6 +308,100 @@ def cases_letter(
     click.echo(text)
 
 
+@cases.command("hold")
+@config_option
+@click.argument("case_id", type=int)
+@click.option("--reason", required=True, help="Why it must be kept (recorded in the audit log).")
+def cases_hold(config_path: Path, case_id: int, reason: str) -> None:
+    """Put a case on legal hold: never purged, whatever its age, until released."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.retention_cmd import hold_case
+    from monitor.store import StoreError
+
+    try:
+        _run(hold_case(settings, case_id, reason=reason, actor=_cli_actor()))
+    except (StoreError, ValueError) as err:  # unknown, already held or purged; empty reason
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"case {case_id} is on legal hold")
+
+
+@cases.command("release")
+@config_option
+@click.argument("case_id", type=int)
+def cases_release(config_path: Path, case_id: int) -> None:
+    """Release a case's legal hold: its retention period applies again."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.retention_cmd import release_case
+    from monitor.store import StoreError
+
+    try:
+        _run(release_case(settings, case_id, actor=_cli_actor()))
+    except StoreError as err:  # unknown case, or not on hold
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    click.echo(f"case {case_id} is no longer on legal hold")
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="List what would go (ids, counts); change nothing.")
+def purge(config_path: Path, dry_run: bool) -> None:
+    """Delete what the [retention] periods say is no longer needed, now (the daemon does it
+    daily), and audit it. Prints ids and counts, never post text."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor import retention_cmd
+
+    click.echo(retention_cmd.periods_line(settings))
+    if dry_run:
+        plan = _run(retention_cmd.dry_run(settings))
+        click.echo("dry run, nothing changed; a purge now would remove:")
+        for line in retention_cmd.plan_lines(plan):
+            click.echo(f"  {line}")
+        return
+    outcome = _run(retention_cmd.purge_now(settings, actor=_cli_actor()))
+    click.echo("purged:")
+    for line in retention_cmd.plan_lines(outcome.plan):
+        click.echo(f"  {line}")
+    click.echo(f"files deleted: {outcome.files_deleted}; left behind: {outcome.files_failed}")
+    if outcome.files_failed:
+        raise SystemExit(1)
+
+
+@main.command("export")
+@config_option
+@click.option("--author", required=True, help="The author's handle (any platform; @ optional).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ZIP file to write (never overwritten).",
+)
+def export(config_path: Path, author: str, out: Path) -> None:
+    """Subject access request: everything held about one author's posts, as a ZIP (audited)."""
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.sar_export import export_author
+
+    try:
+        outcome = _run(export_author(settings, author, out, actor=_cli_actor()))
+    except FileExistsError:
+        click.echo(f"{out} already exists; choose another --out (never overwritten)", err=True)
+        raise SystemExit(2) from None
+    except ValueError as err:  # an empty handle
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    missing = f", {outcome.files_missing} missing" if outcome.files_missing else ""
+    click.echo(
+        f"{outcome.items} item(s), {outcome.files_included} evidence file(s){missing}; "
+        "review it before disclosing"
+    )
+    click.echo(f"wrote {outcome.path} ({outcome.size} bytes) sha256 {outcome.sha256}")
+
+
 @main.group()
 def items() -> None:
     """Items that need a person's help."""
@@ -447,6 +541,74 @@ def evidence_export(config_path: Path, case_id: int, out: Path) -> None:
         f"{'intact' if not outcome.problems else 'NOT INTACT (see summary.html)'}"
     )
     click.echo(f"wrote {outcome.path} ({outcome.size} bytes) sha256 {outcome.sha256}")
+
+
+@main.command()
+@config_option
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--pg-dump/--no-pg-dump",
+    "run_pg_dump",
+    default=True,
+    show_default=True,
+    help="PostgreSQL: run pg_dump if it is on PATH, or only print its command.",
+)
+def backup(config_path: Path, directory: Path, run_pg_dump: bool) -> None:
+    """Back up the database, evidence, outbox and report packs into a new DIRECTORY.
+
+    Safe while Vigil runs. Exit 1 if the copy's evidence chain does not verify, or the
+    PostgreSQL database could not be dumped (unless --no-pg-dump).
+    """
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.backup import BackupError, DirectoryNotEmpty, create_backup
+    from monitor.store import UNREACHABLE
+    from monitor.store.snapshot import SnapshotError
+
+    try:
+        outcome = _run(create_backup(settings, directory, run_pg_dump=run_pg_dump))
+    except DirectoryNotEmpty as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(2) from None
+    except (BackupError, SnapshotError) as err:
+        click.echo(f"backup failed: {err}", err=True)
+        raise SystemExit(1) from None
+    except UNREACHABLE as err:  # the database, or DIRECTORY (OSError)
+        click.echo(f"backup failed: {err}", err=True)
+        raise SystemExit(1) from None
+    for line in outcome.lines():
+        click.echo(line)
+    if not outcome.intact or (outcome.dump_skipped and run_pg_dump):
+        raise SystemExit(1)
+
+
+@main.command()
+@config_option
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Move the existing database and files aside first.")
+def restore(config_path: Path, directory: Path, force: bool) -> None:
+    """Check a backup's hashes, restore it (Vigil stopped), and verify the evidence chain.
+
+    Exit 2 if the backup does not match its manifest or would replace existing data (without
+    --force), 1 if the restored evidence does not verify.
+    """
+    settings = _settings(config_path)
+    _logging(settings, "error")
+    from monitor.backup import BackupError
+    from monitor.restore import restore_backup
+
+    try:
+        outcome = _run(restore_backup(settings, directory, force=force))
+    except BackupError as err:
+        click.echo(f"not restored: {err}", err=True)
+        raise SystemExit(2) from None
+    except OSError as err:
+        click.echo(f"restore failed part-way: {err}", err=True)
+        raise SystemExit(1) from None
+    for line in outcome.lines():
+        click.echo(line)
+    if not outcome.intact:
+        raise SystemExit(1)
 
 
 @main.group()

@@ -260,6 +260,10 @@ class WebSettings:
     secret_file: str = ""
     secret_credential: str = ""
     secret: Secret | None = None  # resolved; not in TOML
+    # /readyz under `vigil web` alone: the scheduler counts as running when some source was
+    # polled within this many seconds; 0 = max(3 × the shortest enabled interval, 600).
+    ready_window: Annotated[float, Field(ge=0)] = 0.0
+    health_timeout: Seconds = 5.0  # /readyz and /metrics wait this long for the database
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,6 +285,14 @@ class RetentionSettings:
     __pydantic_config__: ClassVar[ConfigDict] = _FORBID
     unflagged_days: Annotated[int, Field(ge=1)] = 30
     quarantine_days: Annotated[int, Field(ge=1)] = 30
+    # Flagged items and their evidence, counted from the case's closing (open cases and cases
+    # on legal hold are never purged; a false positive gets unflagged_days). Six years: the
+    # Limitation Act 1980 period for most civil claims, which school records schedules use
+    # for incident and complaint records.
+    flagged_days: Annotated[int, Field(ge=1)] = 2190
+    # Safeguarding cases (restricted to the DSL, or escalated): 25 years, as a child
+    # protection record is kept until the child is 25 (Vigil does not know ages).
+    safeguarding_days: Annotated[int, Field(ge=1)] = 9125
 
 
 @dataclass(frozen=True, kw_only=True)

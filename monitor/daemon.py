@@ -16,8 +16,9 @@ from datetime import datetime
 from monitor.app import App, SchemaOutOfDate, build_app, purge_expired, utcnow
 from monitor.config import Settings
 from monitor.logging import get_logger
+from monitor.metrics import Metrics
 from monitor.retry import RetryPolicy
-from monitor.scheduler import build_scheduler
+from monitor.scheduler import SchedulerProbe, build_scheduler
 from monitor.sdnotify import Notifier
 from monitor.store import UNREACHABLE
 from monitor.supervisor import Supervisor, wait_for_stop
@@ -51,6 +52,8 @@ class Daemon:
         self.sleep = sleep
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
+        self.metrics = Metrics()  # this process's counters, served on /metrics
+        self.probe: SchedulerProbe | None = None  # set once the scheduler is built
 
     async def run(self, *, once: bool = False) -> int:
         """Run until stopped (or, with ``once``, poll every source once and drain); exit status."""
@@ -103,7 +106,10 @@ class Daemon:
             on_polled=self.wake.set,
             now=self.clock(),
             inflight=inflight,
+            metrics=self.metrics,
         )
+        self._count_into(app)
+        self.probe = SchedulerProbe(scheduler=scheduler, stop=self.stop, started_at=self.clock())
         supervisor = Supervisor(
             stop=self.stop, policy=RetryPolicy(base=1.0, cap=60.0, max_attempts=None)
         )
@@ -130,6 +136,12 @@ class Daemon:
         log.info("daemon_stopped")
         return 1 if supervisor.gave_up else 0
 
+    def _count_into(self, app: App) -> None:
+        """Hand this process's metrics to the pollers and the pipeline."""
+        for poller in app.pollers.values():
+            poller.metrics = self.metrics
+        app.pipeline.metrics = self.metrics
+
     async def _pipeline_loop(self, app: App) -> None:
         """Work, or the next tick, or stop — whichever comes first."""
         while not self.stop.is_set():
@@ -143,7 +155,14 @@ class Daemon:
         """The review app on [web] host:port, on this loop and this store, until stopped."""
         from monitor.web.server import serve_until
 
-        await serve_until(app.settings, app.store, self.clock, self.stop)
+        await serve_until(
+            app.settings,
+            app.store,
+            self.clock,
+            self.stop,
+            metrics=self.metrics,
+            scheduler=self.probe,
+        )
 
     async def _follow_up(self, app: App) -> None:
         """Deputy re-sends and the daily digest, checked every minute."""

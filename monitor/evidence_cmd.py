@@ -19,6 +19,7 @@ from monitor.app import utcnow
 from monitor.config import Settings
 from monitor.store import Store
 from monitor.store.evidence_log import load_case, load_chain, load_schools
+from monitor.store.retention import audited_purges
 
 __all__ = [
     "ExportOutcome",
@@ -52,9 +53,10 @@ class SchoolVerify:
     def summary(self) -> str:
         """One line: entries, files, problems, head hash."""
         state = "intact" if self.report.intact else f"{len(self.report.problems)} problem(s)"
+        purged = f" ({self.report.purged} purged)" if self.report.purged else ""
         return (
-            f"school {self.slug}: {self.report.entries} entries, {self.report.files} files, "
-            f"{state}; head entry_hash {self.report.head_hash}"
+            f"school {self.slug}: {self.report.entries} entries{purged}, {self.report.files} "
+            f"files, {state}; head entry_hash {self.report.head_hash}"
         )
 
 
@@ -91,7 +93,9 @@ async def verify_evidence(settings: Settings, *, school: str | None = None) -> l
         results = []
         for ref in schools:
             entries = await load_chain(store, ref.id)
-            results.append(SchoolVerify(slug=ref.slug, report=verify_chain(entries, root)))
+            purges = await audited_purges(store, ref.id)
+            report = verify_chain(entries, root, audited_purges=purges)
+            results.append(SchoolVerify(slug=ref.slug, report=report))
         return results
     finally:
         await store.close()

@@ -8,6 +8,7 @@ item stages between them and ``drain``, which runs every stage until nothing is 
 from __future__ import annotations
 
 import asyncio
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from classifiers.base import Input, Signal, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 from connectors.base import Capability, SourceKind
 from monitor.logging import get_logger
+from monitor.metrics import Metrics
 from monitor.store import ItemClaim, Stage, Store, WorkItem
 from monitor.store.review import ALLOW_LIST_RULE, allow_listed
 
@@ -68,6 +70,7 @@ class Pipeline:
     alert: Callable[..., Awaitable[None]] | None = None  # tells the admin when an item is held
     hold_after: int = 5
     preparer: EvidencePreparer | None = None  # media, Chromium card, live capture
+    metrics: Metrics | None = None  # set by the daemon; times each classifier call
 
     async def classify_batch(self) -> int:
         """Classify one batch of new items (in a worker thread: spaCy is CPU-bound).
@@ -105,10 +108,15 @@ class Pipeline:
             return len(claim.items)
 
     async def _classify(self, items: Sequence[WorkItem]) -> list[Verdict]:
-        async with asyncio.timeout(self.classify_timeout):
-            return await asyncio.to_thread(
-                self.classifier.classify_many, [_input(item) for item in items]
-            )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.classify_timeout):
+                return await asyncio.to_thread(
+                    self.classifier.classify_many, [_input(item) for item in items]
+                )
+        finally:  # failed and timed-out calls count too: they are the slow ones
+            if self.metrics is not None:
+                self.metrics.classify_timed(time.perf_counter() - started, len(items))
 
     async def decide_batch(self) -> int:
         """Turn flagged verdicts into a case and proposed actions."""

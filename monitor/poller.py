@@ -25,6 +25,7 @@ from connectors.base import (
     RateLimited,
 )
 from monitor.logging import get_logger
+from monitor.metrics import Metrics
 from monitor.retry import RetryPolicy
 from monitor.store import IngestCounts, SourceState, Store
 
@@ -77,6 +78,7 @@ class Poller:
     clock: Callable[[], datetime]
     alert_admin: AlertFn
     timeout: float = 300.0
+    metrics: Metrics | None = None  # set by the daemon; counts polls, errors and pauses
 
     async def poll(self) -> PollResult:
         """One poll; never raises for anything the source does."""
@@ -84,6 +86,7 @@ class Poller:
         with bound_contextvars(source=state.name):
             if is_paused(state, self.clock()):
                 log.debug("poll_skipped_paused", reason=state.pause_reason)
+                self._count(state, PollOutcome.PAUSED)
                 return PollResult(outcome=PollOutcome.PAUSED)
             try:
                 async with asyncio.timeout(self.timeout):
@@ -100,7 +103,20 @@ class Poller:
                 gone=result.gone,
                 rejected=result.rejected,
             )
+            self._count(state, PollOutcome.OK)
             return result
+
+    def _count(self, state: SourceState, outcome: PollOutcome) -> None:
+        if self.metrics is not None:
+            self.metrics.polled(state.name, outcome.value)
+
+    def _count_failure(self, state: SourceState, err: BaseException, reason: str | None) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.polled(state.name, PollOutcome.FAILED.value)
+        self.metrics.poll_failed(state.name, err)
+        if reason == RATE_PAUSE:
+            self.metrics.rate_limit_paused(state.name)
 
     async def _pages(self, state: SourceState) -> PollResult:
         cursor, seen = Cursor(value=state.cursor), 0
@@ -138,6 +154,7 @@ class Poller:
     async def _failed(self, state: SourceState, err: BaseException) -> PollResult:
         now = self.clock()
         reason, until = self._pause_for(state, err, now)
+        self._count_failure(state, err, reason)
         if isinstance(err, PayloadInvalid):
             await self.store.quarantine(self.source_id, str(err), err.payload, now)
         await self.store.record_poll_failure(

@@ -209,6 +209,11 @@ class CaseView:
     evidence: list[EvidenceRow]
     escalations: list[EscalationRow]
     notes: list[NoteRow]
+    # Retention (migration 0003): a legal hold, and when the content was purged.
+    legal_hold_at: datetime | None = None
+    legal_hold_by: str | None = None
+    legal_hold_reason: str | None = None
+    purged_at: datetime | None = None
 
 
 async def case_view(store: Store, case_id: int, school_id: int) -> CaseView | None:
@@ -259,6 +264,10 @@ def _case_fields(case: t.Case, assignee: str | None) -> dict[str, Any]:
         "closed_by": case.closed_by,
         "assignee_id": case.assignee_id,
         "assignee": assignee,
+        "legal_hold_at": aware(case.legal_hold_at),
+        "legal_hold_by": case.legal_hold_by,
+        "legal_hold_reason": case.legal_hold_reason,
+        "purged_at": aware(case.purged_at),
     }
 
 

@@ -83,6 +83,7 @@ def _entry(row: t.Evidence) -> ChainEntry:
         prev_hash=row.prev_hash,
         entry_hash=row.entry_hash,
         captured_at=must(row.captured_at),
+        purged_at=aware(row.purged_at),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, func, inspect, select, text, update
+from sqlalchemy import and_, func, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actions.states import ActionState
@@ -529,36 +529,6 @@ class Store:
                 row.failures, row.updated_at = 0, now
                 add_audit(s, row.school_id, now, actor, "item_requeued", "item", row.id, {})
             return len(rows)
-
-    # -- retention -----------------------------------------------------------------------
-
-    async def purge_expired(
-        self, *, unflagged_before: datetime, quarantine_before: datetime, now: datetime
-    ) -> dict[str, int]:
-        """Delete clean items last seen before ``unflagged_before`` (with their versions and
-        verdicts) and quarantined payloads older than ``quarantine_before`` (UK GDPR: keep
-        no longer than needed). Anything with a case is kept."""
-        async with self.transaction() as s:
-            has_case = exists().where(t.Case.item_id == t.Item.id)
-            expired = select(t.Item.id).where(
-                t.Item.state == ItemState.CLEAN.value,
-                t.Item.stage == Stage.DONE.value,
-                t.Item.last_seen_at < unflagged_before,
-                ~has_case,
-            )
-            ids = list(await s.scalars(expired))
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                await s.execute(delete(t.VerdictRow).where(t.VerdictRow.item_id.in_(chunk)))
-                await s.execute(delete(t.ItemVersion).where(t.ItemVersion.item_id.in_(chunk)))
-                await s.execute(delete(t.Item).where(t.Item.id.in_(chunk)))
-            result = await s.execute(
-                delete(t.Quarantine).where(t.Quarantine.received_at < quarantine_before)
-            )
-            counts = {"items": len(ids), "quarantine": int(getattr(result, "rowcount", 0) or 0)}
-            if any(counts.values()):
-                add_audit(s, None, now, POLICY_ACTOR, "retention_purge", "store", None, counts)
-            return counts
 
     # -- audit and summaries -------------------------------------------------------------
 

@@ -144,6 +144,12 @@ class Case(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     outcome: Mapped[str | None] = mapped_column(String(40))
     closed_by: Mapped[str | None] = mapped_column(String(200))
+    # Retention (migration 0003): a legal hold keeps the case whatever its age; ``purged_at``
+    # marks a case whose item's content was deleted when its retention period ended.
+    legal_hold_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    legal_hold_by: Mapped[str | None] = mapped_column(String(200))
+    legal_hold_reason: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Action(Base):
@@ -194,6 +200,9 @@ class Evidence(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
     captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Migration 0003: a purged entry is a tombstone. Its metadata is emptied and its files
+    # deleted, but seq and both hashes stay, so the entries around it still link.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Escalation(Base):

@@ -223,5 +223,7 @@ def _evidence(settings: Settings) -> Section:
             ("Live capture of the permalink", "on" if settings.evidence.live_capture else "off"),
             ("Database", database),
             ("Keep unflagged posts for", f"{settings.retention.unflagged_days} days"),
+            ("Keep closed cases for", f"{settings.retention.flagged_days} days"),
+            ("Keep closed safeguarding cases for", f"{settings.retention.safeguarding_days} days"),
         ],
     )

@@ -5,7 +5,7 @@ and ``admin``; signing in is ``monitor.web.auth``), the DSL's acknowledgement li
 ``/healthz``. Views call the same store functions as the CLI and hold no business logic. Every
 page treats what it shows as hostile: Jinja2 autoescaping is on, nothing is marked safe, and
 the CSP allows no inline script or style at all (the one stylesheet is ``/static/app.css``;
-there is no script).
+there is no script). ``/readyz`` and ``/metrics`` live in ``monitor.web.health``.
 
 Acknowledgement links (``monitor.links``): the signed token in the URL is the capability.
 ``GET /ack/<token>`` only shows what would be acknowledged (mail scanners prefetch links, so
@@ -42,6 +42,7 @@ from classifiers.taxonomy import Severity
 from monitor.config import Settings
 from monitor.links import ACK, MAX_TOKEN_CHARS, verify
 from monitor.logging import get_logger
+from monitor.metrics import Metrics
 from monitor.store import Store, StoreError
 from monitor.store.escalations import (
     MAX_NAME_CHARS,
@@ -53,6 +54,7 @@ from monitor.web.admin import admin_routes
 from monitor.web.auth import auth_routes, cross_site, read_form
 from monitor.web.decisions import decision_routes
 from monitor.web.evidence import evidence_routes
+from monitor.web.health import SchedulerView, health_routes
 from monitor.web.oversight import oversight_routes
 from monitor.web.pages import install_filters
 from monitor.web.review import queue_routes
@@ -114,8 +116,14 @@ def create_app(
     store: Store | None = None,
     *,
     clock: Callable[[], datetime] | None = None,
+    metrics: Metrics | None = None,
+    scheduler: SchedulerView | None = None,
 ) -> Starlette:
-    """The Starlette app; with no ``store`` its lifespan opens (and closes) one from settings."""
+    """The Starlette app; with no ``store`` its lifespan opens (and closes) one from settings.
+
+    Inside ``vigil run`` the daemon passes its ``metrics`` (counters for ``/metrics``) and its
+    ``scheduler`` probe (for ``/readyz``); ``vigil web`` alone has neither.
+    """
     templates = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
     )
@@ -129,6 +137,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            *health_routes(metrics=metrics, scheduler=scheduler),
             Route("/ack/{token}", ack_page, methods=["GET"]),
             Route("/ack/{token}", ack_submit, methods=["POST"]),
             *auth_routes(),

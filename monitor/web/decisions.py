@@ -18,14 +18,17 @@ from starlette.routing import Route
 
 from actions.policy import ActionKind
 from actions.states import ActionState, InvalidTransition
-from monitor.store import ActionRecord, Store, StoreError, review
+from monitor.store import ActionRecord, Store, StoreError, legal_hold, review
+from monitor.store.legal_hold import MAX_HOLD_REASON
+from monitor.store.users import Role
 from monitor.web.auth import Viewer, requires
-from monitor.web.pages import EVERYONE, actor, web_context
+from monitor.web.pages import DSL_ONLY, EVERYONE, actor, web_context
 from monitor.web.review import MAX_NOTE_CHARS, case_not_found, show_case, visible_case
 
 __all__ = ["decision_routes"]
 
 MAX_REASON_CHARS = 500
+PURGED = "Not done: this case was purged when its retention period ended."
 
 
 class BadInput(ValueError):
@@ -39,14 +42,18 @@ class NoSuchAction(LookupError):
 Decision = Callable[[Request, Viewer, review.CaseView, Mapping[str, str]], Awaitable[str]]
 
 
-def decision(run: Decision) -> Callable[[Request], Awaitable[Response]]:
+def decision(
+    run: Decision, roles: tuple[Role, ...] = EVERYONE
+) -> Callable[[Request], Awaitable[Response]]:
     """A case POST route around ``run``, which returns the ``DONE`` key to show afterwards."""
 
-    @requires(*EVERYONE)
+    @requires(*roles)
     async def endpoint(request: Request, viewer: Viewer) -> Response:
         case = await visible_case(request, viewer)
         if case is None:
             return case_not_found(request, viewer)
+        if case.purged_at is not None:  # nothing is left to act on, and no post to act against
+            return show_case(request, viewer, case, error=PURGED, status=409)
         try:
             done = await run(request, viewer, case, request.state.form)
         except NoSuchAction:
@@ -76,6 +83,8 @@ def decision_routes() -> list[Route]:
         Route("/cases/{id:int}/assign", decision(assign), methods=["POST"]),
         Route("/cases/{id:int}/escalate", decision(escalate), methods=["POST"]),
         Route("/cases/{id:int}/close", decision(close), methods=["POST"]),
+        Route("/cases/{id:int}/hold", decision(hold, DSL_ONLY), methods=["POST"]),
+        Route("/cases/{id:int}/release", decision(release, DSL_ONLY), methods=["POST"]),
     ]
 
 
@@ -239,6 +248,38 @@ async def close(
         _store(request), case.case_id, outcome, actor=actor(viewer), now=_now(request)
     )
     return "closed"
+
+
+async def hold(
+    request: Request, viewer: Viewer, case: review.CaseView, form: Mapping[str, str]
+) -> str:
+    """Put the case on legal hold (DSL only): never purged until released."""
+    reason = " ".join(form.get("reason", "").split())
+    if not reason or len(reason) > MAX_HOLD_REASON:
+        raise BadInput(f"Say why the case must be kept (at most {MAX_HOLD_REASON} characters).")
+    await legal_hold.place_hold(
+        _store(request),
+        case.case_id,
+        reason=reason,
+        actor=actor(viewer),
+        now=_now(request),
+        school_id=case.school_id,
+    )
+    return "held"
+
+
+async def release(
+    request: Request, viewer: Viewer, case: review.CaseView, form: Mapping[str, str]
+) -> str:
+    """Release the case's legal hold (DSL only): its retention period applies again."""
+    await legal_hold.release_hold(
+        _store(request),
+        case.case_id,
+        actor=actor(viewer),
+        now=_now(request),
+        school_id=case.school_id,
+    )
+    return "released"
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ DONE: Mapping[str, str] = {
     "closed": "Case closed.",
     "acknowledged": "Escalation acknowledged.",
     "outcome": "Escalation outcome recorded.",
+    "held": "The case is on legal hold: it will not be purged until the hold is released.",
+    "released": "Legal hold released: the case's retention period applies again.",
 }
 
 

@@ -15,8 +15,10 @@ from datetime import datetime
 import uvicorn
 
 from monitor.config import Settings
+from monitor.metrics import Metrics
 from monitor.store import Store
 from monitor.web.app import create_app
+from monitor.web.health import SchedulerView
 
 __all__ = ["serve_until", "uvicorn_options"]
 
@@ -47,13 +49,21 @@ async def _serve(server: uvicorn.Server) -> None:
 
 
 async def serve_until(
-    settings: Settings, store: Store, clock: Callable[[], datetime], stop: asyncio.Event
+    settings: Settings,
+    store: Store,
+    clock: Callable[[], datetime],
+    stop: asyncio.Event,
+    *,
+    metrics: Metrics | None = None,
+    scheduler: SchedulerView | None = None,
 ) -> None:
     """Serve the web app on ``[web] host:port`` until ``stop`` is set.
 
+    ``metrics`` and ``scheduler`` are the daemon's, for ``/metrics`` and ``/readyz``.
     Raises OSError (e.g. the port is taken) so the daemon's supervisor can back off and retry.
     """
-    config = uvicorn.Config(create_app(settings, store, clock=clock), **uvicorn_options(settings))  # type: ignore[arg-type]
+    app = create_app(settings, store, clock=clock, metrics=metrics, scheduler=scheduler)
+    config = uvicorn.Config(app, **uvicorn_options(settings))  # type: ignore[arg-type]
     server = _EmbeddedServer(config)
     serving = asyncio.create_task(_serve(server), name="web")
     stopping = asyncio.create_task(stop.wait())

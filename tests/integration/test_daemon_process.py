@@ -67,9 +67,16 @@ def write_posts(path: Path, count: int) -> None:
 
 
 def write_config(
-    tmp_path: Path, posts: Path, *, web_port: int | None = None, **daemon: object
+    tmp_path: Path,
+    posts: Path,
+    *,
+    web_port: int | None = None,
+    database_url: str | None = None,
+    **daemon: object,
 ) -> Path:
+    """A replay config; ``database_url`` for PostgreSQL (default: SQLite in the state dir)."""
     state = tmp_path / "state"
+    database = f'[database]\nurl = "{database_url}"\n' if database_url else ""
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in daemon.items())
     web = f"serve = true\nport = {web_port}" if web_port else "serve = false"
     config = tmp_path / "config.toml"
@@ -88,6 +95,7 @@ interval = 60
 max_items_per_poll = 100000
 options = {{ path = "{posts}", page_size = 100, moderation_log = "{tmp_path / "calls.jsonl"}" }}
 
+{database}
 [evidence]
 renderer = "pillow"
 

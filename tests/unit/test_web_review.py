@@ -291,6 +291,8 @@ ADMIN = frozenset({Role.ADMIN})
 # (method, route path) → who may use it. A route missing here fails the test.
 MATRIX: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/healthz"): ANYONE,
+    ("GET", "/readyz"): ANYONE,  # tests/unit/test_readyz.py
+    ("GET", "/metrics"): ANYONE,  # tests/unit/test_metrics.py
     ("GET", "/ack/{token}"): ANYONE,
     ("POST", "/ack/{token}"): ANYONE,
     ("GET", "/login"): ANYONE,
@@ -311,6 +313,8 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/cases/{id:int}/assign"): EVERY,
     ("POST", "/cases/{id:int}/escalate"): EVERY,
     ("POST", "/cases/{id:int}/close"): EVERY,
+    ("POST", "/cases/{id:int}/hold"): DSL,  # legal hold: tests/unit/test_retention.py
+    ("POST", "/cases/{id:int}/release"): DSL,
     ("GET", "/escalations"): DSL,
     ("POST", "/escalations/{id:int}/ack"): DSL,
     ("POST", "/escalations/{id:int}/outcome"): DSL,
@@ -332,6 +336,7 @@ FORMS: dict[str, dict[str, str]] = {
     "change": {"kind": "delete"},
     "assign": {"to": "me"},
     "close": {"outcome": "no_action"},
+    "hold": {"reason": "police investigation"},
     "notes": {"body": "checked with the head"},
     "outcome": {"outcome": "nfa", "note": "spoke to parents"},
     "users": {

@@ -327,15 +327,17 @@ class TextcatDetector:
 
     def detect_many(self, items: Sequence[Input]) -> list[list[Signal]]:
         """Signals for many texts, scored in batches."""
-        texts = [_model_text(self._masker.mask(item.text)) for item in items]
-        docs = self._nlp.pipe(texts, batch_size=self._batch)
+        docs = self._docs([item.text for item in items])
         return [self._signals(item, doc.cats) for item, doc in zip(items, docs, strict=True)]
 
     def scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Raw label probabilities (flags and cells) for each text."""
-        masked = [_model_text(self._masker.mask(t)) for t in texts]
-        docs = self._nlp.pipe(masked, batch_size=self._batch)
-        return [dict(doc.cats) for doc in docs]
+        return [dict(doc.cats) for doc in self._docs(texts)]
+
+    def _docs(self, texts: Sequence[str]) -> Iterator[Any]:
+        """Scored docs of ``texts``, masked and normalised as in training."""
+        masked = [_model_text(self._masker.mask(text)) for text in texts]
+        return iter(self._nlp.pipe(masked, batch_size=self._batch))
 
     def _signals(self, item: Input, cats: Mapping[str, float]) -> list[Signal]:
         out: list[Signal] = []

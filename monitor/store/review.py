@@ -71,6 +71,7 @@ __all__ = [
     "add_note",
     "allow_list_hash",
     "allow_listed",
+    "approve_kind",
     "assign",
     "audit_csv",
     "audit_rows",
@@ -328,14 +329,23 @@ async def undo_hide(
     )
 
 
+async def approve_kind(
+    store: Store, case_id: int, kind: ActionKind, *, actor: str, reason: str, now: datetime
+) -> ActionRecord:
+    """Approve the case's action of ``kind``: the proposed one if there is one, else a new
+    one. StoreError if the case already has one past proposed."""
+    item_id = await store.case_item_id(case_id)
+    existing = await _existing(store, case_id, kind)
+    return await _approve_or_add(store, item_id, existing, kind, actor, reason, now)
+
+
 async def escalate_to_dsl(
     store: Store, case_id: int, *, actor: str, reason: str, now: datetime
 ) -> ActionRecord:
-    """Approve an escalation of the case (the executor emails the DSL): the proposed one if
-    there is one, else a new one. StoreError if the case already has one past proposed."""
-    item_id = await store.case_item_id(case_id)
-    existing = await _existing(store, case_id, ActionKind.ESCALATE)
-    return await _approve_or_add(store, item_id, existing, ActionKind.ESCALATE, actor, reason, now)
+    """Approve an escalation of the case (the executor emails the DSL); see ``approve_kind``."""
+    return await approve_kind(
+        store, case_id, ActionKind.ESCALATE, actor=actor, reason=reason, now=now
+    )
 
 
 async def record_escalation_outcome(

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from actions.policy import ActionKind
-from actions.states import ActionState, InvalidTransition
+from actions.states import InvalidTransition
 from monitor.store import ActionRecord, Store, StoreError, legal_hold, review
 from monitor.store.legal_hold import MAX_HOLD_REASON
 from monitor.store.users import Role
@@ -95,15 +95,7 @@ async def approve(
     request: Request, viewer: Viewer, case: review.CaseView, form: Mapping[str, str]
 ) -> str:
     """Approve a proposed action."""
-    action = _action(request, case)
-    await review.decide(
-        _store(request),
-        action.id,
-        approve=True,
-        actor=actor(viewer),
-        reason=_reason(form, "approved in the review app"),
-        now=_now(request),
-    )
+    await _decide(request, viewer, case, form, approve=True)
     return "approved"
 
 
@@ -111,16 +103,27 @@ async def reject(
     request: Request, viewer: Viewer, case: review.CaseView, form: Mapping[str, str]
 ) -> str:
     """Reject a proposed (or approved, not yet started) action."""
-    action = _action(request, case)
+    await _decide(request, viewer, case, form, approve=False)
+    return "rejected"
+
+
+async def _decide(
+    request: Request,
+    viewer: Viewer,
+    case: review.CaseView,
+    form: Mapping[str, str],
+    *,
+    approve: bool,
+) -> None:
+    default = "approved in the review app" if approve else "rejected in the review app"
     await review.decide(
         _store(request),
-        action.id,
-        approve=False,
+        _action(request, case).id,
+        approve=approve,
         actor=actor(viewer),
-        reason=_reason(form, "rejected in the review app"),
+        reason=_reason(form, default),
         now=_now(request),
     )
-    return "rejected"
 
 
 async def change(
@@ -161,26 +164,14 @@ async def hide(
     request: Request, viewer: Viewer, case: review.CaseView, form: Mapping[str, str]
 ) -> str:
     """Hide the post: approve the proposed hide, or add an approved one."""
-    reason = _reason(form, "hidden from the review app")
-    proposed = [a for a in case.actions if a.kind == ActionKind.HIDE]
-    if proposed and proposed[0].state == ActionState.PROPOSED:
-        await review.decide(
-            _store(request),
-            proposed[0].id,
-            approve=True,
-            actor=actor(viewer),
-            reason=reason,
-            now=_now(request),
-        )
-    else:
-        await _store(request).add_action(
-            case.item_id,
-            ActionKind.HIDE.value,
-            actor=actor(viewer),
-            reason=reason,
-            approved=True,
-            now=_now(request),
-        )
+    await review.approve_kind(
+        _store(request),
+        case.case_id,
+        ActionKind.HIDE,
+        actor=actor(viewer),
+        reason=_reason(form, "hidden from the review app"),
+        now=_now(request),
+    )
     return "hidden"
 
 

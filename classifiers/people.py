@@ -100,7 +100,10 @@ _ALLEGATIONS: dict[Kind, tuple[str, ...]] = {
     ),
     Kind.CHILD_HARM: (
         "hit a child", "hits the children", "hits children", "hit my son", "hit my daughter",
-        "hit my child", "hitting children", "hitting kids", "hits kids", "slapped", "slaps",
+        "hit my child", "hitting children", "hitting kids", "hits kids",
+        # "slapped" needs its object: "the panto absolutely slapped" is praise.
+        "slapped my", "slapped a", "slapped him", "slapped her", "slapped the", "slapped one",
+        "slaps the kids", "slaps children", "slaps pupils",
         "grabbed my", "grabbed a child", "grabbed him by", "grabbed her by", "shoved my",
         "pushed my son", "pushed my daughter", "kicked my", "assaulted", "abused", "abusing",
         "abuses", "locked my son", "locked my daughter", "hurt my son", "hurt my daughter",

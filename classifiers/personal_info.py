@@ -1,5 +1,6 @@
 """Personal information: phone numbers, emails, postcodes, street addresses, offered social
-handles, and a pupil named with their year group, class, location or routine.
+handles, and a pupil named in full with their year group or class, or named with a location
+or routine.
 
 Works on the original text with regular expressions, so spans are exact. The school's
 published contacts (``Roster.published_contacts``: phone numbers, emails, its address or
@@ -36,7 +37,10 @@ _SUFFIX = (
     r"Gdns|Place|Pl|Grove|Terrace|Hill|Park|Row|View|Walk|Mews|Square|Sq|Rise|Green|Parade|Vale|"
     r"Croft|Meadows?|Fields|Gate|Estate|Flats)"
 )
-_STREET = re.compile(rf"\b\d{{1,4}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}{_SUFFIX}\b")
+# Not a scoreline: "6-0 Ashby Vale" is a result against Ashby Vale, not house 0.
+_STREET = re.compile(
+    rf"(?<!\d[-–])(?<!\d [-–] )\b\d{{1,4}}[A-Za-z]?,?\s+(?:[A-Z][a-z]+\s+){{1,3}}{_SUFFIX}\b"
+)
 _STREET_LOWER = re.compile(
     rf"(?i)\b(?:lives?|living|address|house|home)\b[^.!?\n]{{0,20}}?\b(\d{{1,4}}[a-z]?,?\s+(?:[a-z]+\s+){{1,3}}{_SUFFIX})\b"
 )
@@ -67,12 +71,11 @@ _ROUTINE = re.compile(
     r"(?:home|to school|back)\b"
     r"|\b(?:alone|on (?:her|his) own|by (?:her|him)self|unaccompanied)\b"
     r"|\bat \d{1,2}[.:]\d{2}\b|\b\d{1,2}(?:[.:]\d{2})?\s?(?:am|pm)\b"
-    r"|\bevery (?:day|morning|afternoon|evening|night|week"
+    r"|\bevery (?:day|morning|afternoon|evening"
     r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b"
     r"|\blives (?:on|at|in|near|next to|opposite|round)\b|\bbus stop\b|\bschool gates?\b"
     r"|\bafter[ -]?school club\b|\bat the park\b|\bon (?:mon|tues|wednes|thurs|fri|satur|sun)days\b"
 )
-_SECONDARY = re.compile(r"(?i)\b(?:year|yr|y)\s?(?:[7-9]|1[0-3])\b")
 _PRAISE = re.compile(
     r"(?i)\b(?:congratulations|congrats|well done|proud|award|awarded|winner|won|wins?|"
     r"shortlisted|selected|star of the week|certificate|achievement|achieved|brilliant|"
@@ -98,6 +101,7 @@ _SELF_AGE = re.compile(
 _COMMON_WORDS = """
     year yr class reception nursery the my our his her their mr mrs ms miss dr sir mx and but
     so if when what who where why how is in on at from of a an this that these those every all
+    whichever whoever which any some no another one each both either neither our your lovely
     monday tuesday wednesday thursday friday saturday sunday mon tue tues wed weds thu thur
     thurs fri sat sun january february march april may june
     july august september october november december today tomorrow yesterday please thanks hi
@@ -197,8 +201,11 @@ class PersonalInfoDetector:
             if not name or _first_word(name) in self._not_names or _heading(text, match):
                 continue
             routine = _routine_near(text, match)
-            if routine is None and _secondary(match) and _praise_near(text, match):
-                continue  # a secondary pupil praised by name, with no location or routine
+            if routine is None and (" " not in name or _praise_near(text, match)):
+                # A first name and year group ("Kai (Y9) with a hat-trick"), or a pupil praised
+                # by full name, with no location or routine: ordinary news, not personal
+                # information. A full name and year group in any other post still is.
+                continue
             signals.append(self._signal(text, _child_found(match)))
             if routine is not None:
                 signals.append(_child_at_risk(text, match.span(), routine.span()))
@@ -278,11 +285,6 @@ def _first_word(name: str) -> str:
 
 def _child_found(match: re.Match[str]) -> _Found:
     return _Found(rule="personal_info.child_named", span=match.span(), severity=Severity.MEDIUM)
-
-
-def _secondary(match: re.Match[str]) -> bool:
-    """The year group is secondary (Year 7-13): older pupils' achievements are celebrated."""
-    return _SECONDARY.search(match.group()) is not None
 
 
 def _heading(text: str, match: re.Match[str]) -> bool:

@@ -526,5 +526,6 @@ def _surviving(parsed: Parsed, hits: Sequence[_Hit]) -> list[_Hit]:
 
 
 def _near(sentence: int, aware: set[int]) -> bool:
-    """In an awareness sentence or one of the two after it (an assembly post's later lines)."""
-    return any(sentence - back in aware for back in range(3))
+    """In an awareness sentence, the one before it ("... 'free Xbox' giveaways. It's a scam,
+    don't click") or one of the two after it (an assembly post's later lines)."""
+    return any(sentence - back in aware for back in range(-1, 3))

@@ -56,6 +56,19 @@ EVERYDAY = [
     "If you want to chat about your child's first 100 days, call the office",
     "Lots of scam texts going round: we will never ask for your bank details by text",
     "Check out our Year 6 video of the Victorian day on the school website",
+    # Lessons, plays, visits and news reports about the topics the lexicons flag.
+    "Year 8 PSHE lesson: what self-harm is and how to help a friend who tells you",
+    "Year 11 drama group performed a play about county lines for the lower school",
+    "A visit from the Ben Kinsella Trust today about the consequences of knife crime",
+    "Police arrested four people in county lines raids in the town this week",
+    "Loot boxes can be a gateway to gambling, there's a good guide for parents on the website",
+    # Scam warnings, where the warning comes after the bait it quotes.
+    "Accounts are commenting 'free Xbox giveaway' under our posts. It's a scam, don't click.",
+    # Slang, a scoreline and a complaint that share words with abuse.
+    "the staff panto absolutely slapped",
+    "FT: U14s 6-0 Ashby Vale, what a performance",
+    "With respect, nobody asked parents what we thought about the new phone policy",
+    "Free sanitary products from the office, no questions asked",
 ]
 
 
@@ -69,3 +82,19 @@ def test_an_everyday_post_is_not_flagged(classifier: Classifier, text: str) -> N
     for source in ("own", "mention"):
         verdict = classifier.classify(Input(text=text, source_kind=source))
         assert not verdict.flags, [r.reason_json() for r in verdict.reasons if r.flag]
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        # The narrowed phrases still catch what they were for.
+        ("ok and? nobody asked you", "abusive"),
+        ("Mr Hughes slapped my son in the corridor", "defamatory"),
+        ("she lives at 14 Foxglove Close", "personal_info"),
+        # An awareness marker does not excuse a direct request or a disclosure nearby.
+        ("After the online safety talk he still keeps asking me to send nudes", "safeguarding"),
+    ],
+)
+def test_narrowed_rules_still_fire(classifier: Classifier, text: str, flag: str) -> None:
+    verdict = classifier.classify(Input(text=text))
+    assert flag in {f.value for f in verdict.flags}, verdict.reasons

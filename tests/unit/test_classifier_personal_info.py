@@ -44,8 +44,7 @@ def pii() -> Classifier:
         ("postcode EB4 2LP", "EB4 2LP"),
         ("my snap is lily_x09", "lily_x09"),
         ("add me on insta: @tilly.b2015", "@tilly.b2015"),
-        ("Lily Smith in Year 3 won the prize", "Lily Smith in Year 3"),
-        ("well done to Year 6's Jack", "Year 6's Jack"),
+        ("Lily Smith in Year 3 has lost her blue scooter", "Lily Smith in Year 3"),
     ],
 )
 def test_personal_information_is_found(pii: Classifier, text: str, found: str) -> None:
@@ -64,6 +63,15 @@ def test_personal_information_is_found(pii: Classifier, text: str, found: str) -
         "Find us on Mill Lane, EB4 7QT",
         "Year 6 won the football 3-1 on Saturday",
         "Thanks Mr Hughes and Year 4 for a lovely assembly",
+        # Praise by name and year group, with no location or routine, is not personal
+        # information, at any age (tests/eval/README.md's label rule).
+        "Lily Smith in Year 3 won the prize",
+        "well done to Year 6's Jack",
+        "Hat-trick for Jack in Year 6 on Saturday!",
+        "Whichever Year 6 lad helped the lady with her bags, your parents should be proud",
+        "Shout out to Dylan (Y11) who stayed late every night this week to help build the set",
+        "Great Year 11 workshop from Brook today",
+        "has anyone seen Year 6's Jack",
         "Doors open at 3.15pm, tickets £2.50",
         "Follow us on @OakfieldPrimary for updates",
         "Our number is 1234 and the score was 07 to 3",

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from classifiers import Classifier, build_classifier
 from classifiers.taxonomy import ALL_CELLS, Cell, Flag
+from classifiers.textcat import TRAINING_DIR as ROOT_TRAINING
 from monitor import cli
 from monitor import evaluate as ev
 from monitor.evaluate import (
@@ -320,6 +321,29 @@ def test_suite_is_big_and_covers_every_flag_and_cell() -> None:
     assert min(cells.values()) >= 8
 
 
+EVAL_DIR = SUITE.parent
+LABELLED_FILES = sorted(
+    [*EVAL_DIR.glob("school_*.jsonl"), *Path(ROOT_TRAINING).glob("*.jsonl")], key=str
+)
+
+
+@pytest.mark.parametrize("path", LABELLED_FILES, ids=lambda p: p.name)
+def test_every_labelled_file_is_well_formed(path: Path) -> None:
+    """The suite, the sealed and benign sets and the training files all follow the format's
+    rules (checked without anyone having to read the sealed set's posts)."""
+    samples = list(read_school(path))
+    assert samples, path
+    assert len({s.id for s in samples}) == len(samples)
+    for s in samples:
+        assert s.text.strip(), s.id
+        assert bool(s.flags) == bool(s.cells), s.id
+        assert not (s.hard_negative and s.flags), s.id
+        assert s.flags <= {f.value for f in Flag}, s.id
+        assert {Cell.parse(c) for c in s.cells} <= set(ALL_CELLS), s.id
+    if path.name.startswith("school_benign"):
+        assert not any(s.flags for s in samples)
+
+
 def test_suite_roster_is_the_fictional_school() -> None:
     roster = read_suite_roster(SUITE)
     assert roster.school_name == "Hillcrest Academy"
@@ -413,3 +437,13 @@ def test_school_suite_meets_issue_targets(classifier: Classifier) -> None:
     assert measured["abusive"] >= 0.90, measured
     assert measured["defamatory"] >= 0.90, measured
     assert measured["benign_fp_rate"] <= 0.03, measured
+
+
+@pytest.mark.parametrize("name", ["school_benign.jsonl", "school_benign2.jsonl"])
+def test_benign_development_sets_stay_under_the_target(name: str) -> None:
+    """Guard: the two benign development sets (656 hard negatives between them) stay under the
+    issue's 3 % with their own schools' rosters, so a new lexicon phrase or a retrained model
+    that starts flagging ordinary posts fails here."""
+    path = EVAL_DIR / name
+    report = ev.evaluate(build_classifier(read_suite_roster(path)), list(read_school(path)))
+    assert report.benign_fp_rate <= 0.03, report.misses

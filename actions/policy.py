@@ -31,6 +31,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from classifiers.base import Verdict
+from classifiers.combine import MODEL_DETECTORS
 from classifiers.taxonomy import Area, Cell, Flag, Severity, Tag, Type
 from connectors.base import Capability, SourceKind, require_utc
 
@@ -131,8 +132,6 @@ _TAG_ROUTES: tuple[tuple[Tag, Route], ...] = (
 _GROOMING = Cell(Area.CONTACT, Type.SEXUAL)
 
 _SERIOUS_FLAGS = frozenset({Flag.ABUSIVE, Flag.DEFAMATORY, Flag.SAFEGUARDING})
-# Detectors whose findings are a trained model's guess: on its own, a guess never hides a post.
-MODEL_DETECTORS = frozenset({"textcat"})
 
 
 @dataclass(frozen=True, kw_only=True)

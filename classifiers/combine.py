@@ -15,7 +15,11 @@ Combination rules:
   → sexual content involving a child: safeguarding, ``contact.sexual``, critical;
 * a threat plus a reference to a child → safeguarding, ``contact.aggressive``, high;
 * in spam or a grooming approach, the phone number, email or handle is the sender's own
-  contact (evidence), not someone's personal information: those signals are dropped.
+  contact (evidence), not someone's personal information: those signals are dropped;
+* when the people detector read a post as criticism of a named person and nothing but a
+  trained model says it is defamatory, the model must be confident
+  (``CRITICISM_MODEL_BAR``): "Mr Hughes never replies about the trip money" is a complaint,
+  however much its words look like the fraud allegations the model learnt from.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from collections.abc import Iterable, Sequence
 from classifiers.base import Signal, Verdict
 from classifiers.taxonomy import Cell, Flag, Severity, Tag
 
-__all__ = ["DEFAULT_SCORES", "combine"]
+__all__ = ["CRITICISM_MODEL_BAR", "DEFAULT_SCORES", "MODEL_DETECTORS", "combine"]
+
+# Detectors whose signals are a trained model's guess over the whole text, not a matched span.
+MODEL_DETECTORS = frozenset({"textcat"})
+# A model's defamation score needed to overrule the people detector's "criticism" reading.
+CRITICISM_MODEL_BAR = 0.8
 
 DEFAULT_SCORES = {
     Severity.NONE: 0.0,
@@ -47,7 +56,7 @@ _GROOMING = Cell.parse("contact.sexual")
 
 def combine(signals: Iterable[Signal]) -> Verdict:
     """Merge detector signals into a Verdict (deterministic for any input order)."""
-    found = _without_sender_contacts(sorted(signals, key=_order))
+    found = _without_doubtful_defamation(_without_sender_contacts(sorted(signals, key=_order)))
     found = _dedupe(found + _derived(found))
     reasons = tuple(s for s in found if s.flag is not None or s.tags)
     flagged = [s for s in found if s.flag is not None]
@@ -70,6 +79,22 @@ def _without_sender_contacts(signals: list[Signal]) -> list[Signal]:
     if not any(_is_solicitation(s) for s in signals):
         return signals
     return [s for s in signals if s.rule not in _SENDER_CONTACT_RULES]
+
+
+def _without_doubtful_defamation(signals: list[Signal]) -> list[Signal]:
+    if not any(Tag.FAIR_CRITICISM in s.tags for s in signals):
+        return signals
+    if any(s.flag is Flag.DEFAMATORY and s.detector not in MODEL_DETECTORS for s in signals):
+        return signals
+    return [s for s in signals if not _weak_model_defamation(s)]
+
+
+def _weak_model_defamation(signal: Signal) -> bool:
+    return (
+        signal.flag is Flag.DEFAMATORY
+        and signal.detector in MODEL_DETECTORS
+        and (signal.score or 0.0) < CRITICISM_MODEL_BAR
+    )
 
 
 def _is_solicitation(signal: Signal) -> bool:

@@ -16,7 +16,7 @@ from classifiers import (
     build_classifier,
 )
 from classifiers.base import Roster
-from classifiers.combine import combine
+from classifiers.combine import CRITICISM_MODEL_BAR, combine
 
 
 def _signal(
@@ -27,9 +27,11 @@ def _signal(
     cell: str = "content.aggressive",
     rule: str = "r",
     tags: frozenset[Tag] = frozenset(),
+    detector: str = "test",
+    score: float | None = None,
 ) -> Signal:
     return Signal(
-        detector="test",
+        detector=detector,
         flag=flag,
         cell=Cell.parse(cell) if cell else None,
         severity=severity,
@@ -37,6 +39,7 @@ def _signal(
         text="x" * (span[1] - span[0]),
         rule=rule,
         tags=tags,
+        score=score,
     )
 
 
@@ -131,6 +134,42 @@ def test_sender_contact_in_spam_is_not_personal_info() -> None:
         rule="personal_info.phone",
     )
     assert combine([spam, phone]).flags == {Flag.SPAM}
+
+
+def _model_defamation(score: float) -> Signal:
+    return _signal(
+        Flag.DEFAMATORY,
+        Severity.MEDIUM,
+        (0, 40),
+        cell="content.values",
+        rule="textcat.defamatory",
+        detector="textcat",
+        score=score,
+    )
+
+
+def _criticism() -> Signal:
+    return _signal(
+        None,
+        Severity.NONE,
+        (0, 9),
+        cell="",
+        rule="people.fair_criticism",
+        tags=frozenset({Tag.FAIR_CRITICISM}),
+    )
+
+
+def test_a_weak_model_guess_does_not_turn_criticism_into_defamation() -> None:
+    """The people detector read "Mr Hughes never replies ..." as criticism; a model's
+    defamation guess below the bar is dropped, a confident one or a rule's finding is kept."""
+    weak = CRITICISM_MODEL_BAR - 0.2
+    assert combine([_criticism(), _model_defamation(weak)]).flags == frozenset()
+    assert Tag.FAIR_CRITICISM in combine([_criticism(), _model_defamation(weak)]).tags
+    confident = combine([_criticism(), _model_defamation(CRITICISM_MODEL_BAR + 0.1)])
+    assert confident.flags == {Flag.DEFAMATORY}
+    rule = _signal(Flag.DEFAMATORY, Severity.HIGH, (10, 20), rule="people.allegation.theft")
+    assert combine([_criticism(), _model_defamation(weak), rule]).flags == {Flag.DEFAMATORY}
+    assert combine([_model_defamation(weak)]).flags == {Flag.DEFAMATORY}  # no criticism read
 
 
 ROSTER = Roster(school_name="Oakfield Primary School", school_aliases=("Oakfield",))

@@ -30,6 +30,12 @@ config_option = click.option(
     show_default=True,
     help="The config file ($VIGIL_CONFIG).",
 )
+zip_out_option = click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ZIP file to write (never overwritten).",
+)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -374,12 +380,7 @@ def purge(config_path: Path, dry_run: bool) -> None:
 @main.command("export")
 @config_option
 @click.option("--author", required=True, help="The author's handle (any platform; @ optional).")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The ZIP file to write (never overwritten).",
-)
+@zip_out_option
 def export(config_path: Path, author: str, out: Path) -> None:
     """Subject access request: everything held about one author's posts, as a ZIP (audited)."""
     settings = _settings(config_path)
@@ -511,12 +512,7 @@ def evidence_verify(config_path: Path, school: str | None) -> None:
 @evidence.command("export")
 @config_option
 @click.argument("case_id", type=int)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The ZIP file to write (never overwritten).",
-)
+@zip_out_option
 def evidence_export(config_path: Path, case_id: int, out: Path) -> None:
     """Write a case's evidence, chain of custody and HTML summary to a ZIP."""
     settings = _settings(config_path)

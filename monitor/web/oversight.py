@@ -31,6 +31,7 @@ from monitor.web.pages import (
     csv_response,
     csv_text,
     error_page,
+    not_your_school,
     render,
     school_of,
     uk_day_bounds,
@@ -80,7 +81,7 @@ async def escalations_page(request: Request, viewer: Viewer) -> Response:
     """Every escalation of the school, those still waiting for a DSL first."""
     school_id = await school_of(request, viewer)
     if school_id is None:
-        return _not_your_school(request, viewer)
+        return not_your_school(request, viewer)
     rows = await list_escalations(web_context(request).require_store(), school_id)
     return render(
         request,
@@ -200,7 +201,7 @@ async def _audit_rows(
 ) -> tuple[list[review.AuditRow], dict[str, str]] | Response:
     school_id = await school_of(request, viewer)
     if school_id is None:
-        return _not_your_school(request, viewer)
+        return not_your_school(request, viewer)
     params = request.query_params
     query = {k: params.get(k, "")[:MAX_FILTER_CHARS].strip() for k in ("actor", "event")}
     since, until = _date(params.get("since")), _date(params.get("until"))
@@ -230,7 +231,7 @@ async def sources_page(request: Request, viewer: Viewer) -> Response:
     """Each source's health: last poll, last error, pauses (never content or credentials)."""
     school_id = await school_of(request, viewer)
     if school_id is None:
-        return _not_your_school(request, viewer)
+        return not_your_school(request, viewer)
     context = web_context(request)
     states = await context.require_store().list_sources(school_id)
     configured = {s.name: s for s in context.settings.sources}
@@ -294,7 +295,7 @@ async def report_download(request: Request, viewer: Viewer) -> Response:
 async def _report(request: Request, viewer: Viewer) -> review.GovernorsReport | Response:
     school_id = await school_of(request, viewer)
     if school_id is None:
-        return _not_your_school(request, viewer)
+        return not_your_school(request, viewer)
     context = web_context(request)
     today = context.clock().astimezone(UK).date()
     end = _date(request.query_params.get("end")) or today
@@ -316,13 +317,3 @@ def _date(value: str | None) -> date | None:
         return date.fromisoformat(value[:10])
     except ValueError:
         return None
-
-
-def _not_your_school(request: Request, viewer: Viewer) -> Response:
-    return error_page(
-        request,
-        viewer,
-        403,
-        "Not allowed",
-        "Your account has not been given this school. Ask your Vigil administrator.",
-    )

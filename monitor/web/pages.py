@@ -45,6 +45,7 @@ __all__ = [
     "highlight",
     "install_filters",
     "nav_for",
+    "not_your_school",
     "render",
     "school_of",
     "uk_day_bounds",
@@ -153,6 +154,17 @@ def error_page(
     """A plain error page inside the app's frame."""
     return render(
         request, viewer, "error.html", status=status, title=title, message=message, back=back
+    )
+
+
+def not_your_school(request: Request, viewer: Viewer) -> HTMLResponse:
+    """The answer when the signed-in user has not been given the school (``school_of`` None)."""
+    return error_page(
+        request,
+        viewer,
+        403,
+        "Not allowed",
+        "Your account has not been given this school. Ask your Vigil administrator.",
     )
 
 

@@ -26,6 +26,7 @@ from monitor.web.pages import (
     EVERYONE,
     error_page,
     highlight,
+    not_your_school,
     render,
     school_of,
     web_context,
@@ -172,7 +173,7 @@ async def queue_page(request: Request, viewer: Viewer) -> Response:
     """The queue: severity first, then the soonest response-due; tabs with counts."""
     school_id = await school_of(request, viewer)
     if school_id is None:
-        return _not_your_school(request, viewer)
+        return not_your_school(request, viewer)
     store = web_context(request).require_store()
     dsl = can_see_case(viewer, True)
     choice = queue_choice(request.query_params, dsl=dsl)
@@ -310,13 +311,3 @@ def image_type(file: Mapping[str, Any]) -> str | None:
     if file.get("kind") not in IMAGE_KINDS or "." not in relpath:
         return None
     return IMAGE_TYPES.get(relpath.rsplit(".", 1)[1].lower())
-
-
-def _not_your_school(request: Request, viewer: Viewer) -> Response:
-    return error_page(
-        request,
-        viewer,
-        403,
-        "Not allowed",
-        "Your account has not been given this school. Ask your Vigil administrator.",
-    )

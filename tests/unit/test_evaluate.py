@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from classifiers import Classifier, build_classifier
 from classifiers.taxonomy import ALL_CELLS, Cell, Flag
-from classifiers.textcat import TRAINING_DIR as ROOT_TRAINING
+from classifiers.textcat import TRAINING_DIR
 from monitor import cli
 from monitor import evaluate as ev
 from monitor.evaluate import (
@@ -322,9 +322,7 @@ def test_suite_is_big_and_covers_every_flag_and_cell() -> None:
 
 
 EVAL_DIR = SUITE.parent
-LABELLED_FILES = sorted(
-    [*EVAL_DIR.glob("school_*.jsonl"), *Path(ROOT_TRAINING).glob("*.jsonl")], key=str
-)
+LABELLED_FILES = sorted([*EVAL_DIR.glob("school_*.jsonl"), *TRAINING_DIR.glob("*.jsonl")], key=str)
 
 
 @pytest.mark.parametrize("path", LABELLED_FILES, ids=lambda p: p.name)

@@ -101,7 +101,7 @@ _SELF_AGE = re.compile(
 _COMMON_WORDS = """
     year yr class reception nursery the my our his her their mr mrs ms miss dr sir mx and but
     so if when what who where why how is in on at from of a an this that these those every all
-    whichever whoever which any some no another one each both either neither our your lovely
+    whichever whoever which any some no another one each both either neither your lovely
     monday tuesday wednesday thursday friday saturday sunday mon tue tues wed weds thu thur
     thurs fri sat sun january february march april may june
     july august september october november december today tomorrow yesterday please thanks hi
